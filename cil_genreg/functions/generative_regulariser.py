@@ -1,0 +1,173 @@
+r"""The common part of the generative regularisers: a CIL Function built on a latent solver.
+
+Each regulariser is :math:`R_G(x) = \min_z D(x, G(z)) + c\|z\|^2` for a generator
+:math:`G: \mathbb{R}^d \to X`, and each of its proximal maps is a *latent step*
+
+.. math:: z^* = \underset{z}{\text{argmin}}\; \varphi_\tau(v - G(z)) + c\|z\|^2
+
+followed by a closed-form image update. This base class turns CIL DataContainers into batches
+for the generator (a 2D image is a batch of one; a 3D volume of shape (slices, H, W) is a batch
+of its slices, regularised slice by slice through the generator in one pass), checks them, runs
+the latent solver, and writes results back into CIL containers.
+"""
+import numbers
+
+import numpy as np
+import torch
+from cil.optimisation.functions import Function
+
+from ..bridge import as_tensor, from_tensor
+from ..latent import LatentSolver
+
+
+class GenerativeRegulariser(Function):
+    r"""Base class of the generative regularisers (not used on its own).
+
+    Parameters
+    ----------
+    generator : torch.nn.Module
+        :math:`G`, mapping a latent batch (B, d) to images (B, 1, H, W); e.g.
+        ``cil_genreg.models.pretrained("mnist-vae")``. It is put in eval mode.
+    latent_dim : int, optional
+        :math:`d`, for a module without a ``latent_dim`` attribute.
+    geometry : ImageGeometry, optional
+        when given, every input must have this geometry (else a ValueError names both).
+    optimiser : {"lbfgs", "adam"}
+        inner optimiser of the latent step.
+    max_iter : int
+        inner iterations per latent step.
+    tol : float
+        relative tolerance of the inner optimiser.
+    restarts : int
+        random starts per latent step besides the warm start, batched through the generator.
+    warm_start : bool
+        start each latent step from the previous one's :math:`z^*`.
+    init : {"auto", "zeros", "encoder"}
+        the first start (before any warm start): the generator's ``encode`` (a VAE's mean or an
+        AE's code) of the target when it has one ("auto", "encoder"), else :math:`z = 0`.
+    seed : int, optional
+        seeds the random restarts.
+    device : str, optional
+        "cpu" or "cuda[:k]"; default the generator's.
+
+    Attributes
+    ----------
+    latent : numpy.ndarray or None
+        the :math:`z^*` (B, d) of the last evaluation, gradient or proximal map (B = 1 for a 2D
+        image, the number of slices for a volume); :meth:`reset` forgets it.
+    stats : SolverStats
+        counters of the latent solver (solves, iterations, generator calls, seconds).
+    """
+
+    PRIMAL = "primal"
+    CONJUGATE = "conjugate"
+    INITS = ("auto", "zeros", "encoder")
+
+    def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="lbfgs",
+                 max_iter=50, tol=1e-6, restarts=0, warm_start=True, init="auto", seed=None,
+                 device=None, lr=None):
+        super().__init__()
+        self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser, max_iter=max_iter,
+                                   tol=tol, lr=lr, restarts=restarts, warm_start=warm_start,
+                                   seed=seed, device=device)
+        if init not in self.INITS:
+            raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
+        encode = getattr(self.generator, "encode", None)
+        if init == "encoder" and encode is None:
+            raise ValueError(f"init='encoder' but {type(self.generator).__name__} has no "
+                             "encode method: use init='zeros'.")
+        self._encode = encode if init in ("auto", "encoder") else None
+        if geometry is not None:
+            self.solver.generator.check_image_shape(geometry.shape, "geometry")
+        self.geometry = geometry
+        self._latent = None
+
+    # -- what users read -------------------------------------------------------------------
+    @property
+    def generator(self):
+        return self.solver.generator.module
+
+    @property
+    def latent_dim(self):
+        return self.solver.latent_dim
+
+    @property
+    def image_shape(self):
+        return self.solver.generator.image_shape
+
+    @property
+    def device(self):
+        return self.solver.device
+
+    @property
+    def latent(self):
+        return None if self._latent is None else self._latent.cpu().numpy().copy()
+
+    @property
+    def stats(self):
+        return self.solver.stats
+
+    def reset(self):
+        """Forget the latent found so far (warm starts included)."""
+        self.solver.reset()
+        self._latent = None
+
+    def generated_image(self, out=None):
+        r""":math:`G(z^*)` for the last latent found, as a DataContainer like the last input."""
+        if self._latent is None:
+            raise RuntimeError("no latent found yet: call the regulariser, its gradient or its "
+                               "proximal map first.")
+        with torch.no_grad():
+            image = self.solver.generator(self._latent)
+        return self._to_container(image, self._last_like, out)
+
+    # -- DataContainer <-> batch -----------------------------------------------------------
+    def _to_batch(self, x, what="x", finite=True):
+        if not hasattr(x, "as_array"):
+            raise TypeError(f"{what} must be a CIL DataContainer (e.g. ImageData), got "
+                            f"{type(x).__name__}.")
+        if self.geometry is not None and getattr(x, "geometry", None) is not None \
+                and x.geometry != self.geometry:
+            raise ValueError(f"{what} has geometry\n{x.geometry}\nbut this regulariser was "
+                             f"built for\n{self.geometry}")
+        self.solver.generator.check_image_shape(x.shape, what)
+        t = as_tensor(x, device=self.device)
+        if finite and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{what} contains NaN or Inf values: check the data and the step "
+                             "sizes of the algorithm (a diverging iteration gives these).")
+        return t.reshape(-1, 1, *self.image_shape)
+
+    def _to_container(self, t, like, out=None):
+        if out is None:
+            geometry = getattr(like, "geometry", None)
+            out = geometry.allocate(None) if geometry is not None else like.copy()
+        return from_tensor(t, out=out)
+
+    @staticmethod
+    def _check_tau(tau):
+        if not isinstance(tau, numbers.Real) and not (np.ndim(tau) == 0 and np.isreal(tau)):
+            raise TypeError(f"the step size tau must be a positive scalar, got "
+                            f"{type(tau).__name__}.")
+        tau = float(tau)
+        if not tau > 0 or not np.isfinite(tau):
+            raise ValueError(f"the step size tau must be positive and finite, got {tau}.")
+        return tau
+
+    def _initial_latent(self, target, key):
+        """The encoder's latent for a target, when there is no warm start to use."""
+        if self._encode is None or key != self.PRIMAL:
+            return None
+        warm = self.solver.warm_latent(key)
+        if warm is not None and warm.shape[0] == target.shape[0]:
+            return None
+        with torch.no_grad():
+            code = self._encode(target)
+        return code[0] if isinstance(code, (tuple, list)) else code
+
+    def _solve(self, misfit, target, c, key=PRIMAL, like=None):
+        z0 = self._initial_latent(target, key)
+        solution = self.solver.solve(misfit, target, c, z0=z0, key=key)
+        if key == self.PRIMAL:
+            self._latent = solution.z
+            self._last_like = like
+        return solution

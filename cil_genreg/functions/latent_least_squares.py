@@ -1,0 +1,133 @@
+r"""Least squares in latent space: the range method solved directly for :math:`z`."""
+import numbers
+
+import numpy as np
+import torch
+from cil.optimisation.functions import Function
+
+from ..bridge import as_tensor, from_tensor
+from ..generator_operator import GeneratorOperator
+from ..latent import frozen
+
+
+class LatentLeastSquares(Function):
+    r"""Least squares through the generator, a function of the latent :math:`z`:
+
+    .. math:: f(z) = c\,\|A\,G(z) - y\|_2^2
+
+    with gradient (a vector–Jacobian product through :math:`G` by autograd, and the adjoint of
+    :math:`A`)
+
+    .. math:: \nabla f(z) = 2c\, J_G(z)^T A^T (A\,G(z) - y).
+
+    With a prior on :math:`z` (e.g. ``alpha * L2NormSquared()``) CIL's FISTA, GD or APGD solve
+    the range method :math:`\min_z \|A G(z) - y\|^2 + \alpha\|z\|^2` (as in the paper and in
+    CSGM, Bora et al. 2017); the image is ``f.image(z)``. The objective is nonconvex for a
+    nonlinear :math:`G`.
+
+    Parameters
+    ----------
+    A : cil LinearOperator
+        forward operator from image space (2D, or 3D slices × H × W) to data space.
+    generator : torch.nn.Module
+        :math:`G: (B, d) \to (B, 1, H, W)` of ``A``'s image size.
+    y : DataContainer
+        data, in ``A``'s range geometry.
+    c : float
+        scale (CIL's LeastSquares convention).
+    latent_dim : int, optional
+        for a module without a ``latent_dim`` attribute.
+    L : float, optional
+        Lipschitz constant of the gradient; by default estimated as
+        :math:`2c\|A\|^2 \max_k \|J_G(z_k)\|^2` over a few latents :math:`z_k \sim N(0, I)`
+        and :math:`z = 0` (an estimate: :math:`f` is not globally Lipschitz-smooth).
+    device : str, optional
+        where the generator runs.
+
+    Attributes
+    ----------
+    latent_geometry : VectorGeometry
+        where :math:`z` lives (length slices × d); ``latent_geometry.allocate(0)`` is the
+        usual start.
+    generator_operator : GeneratorOperator
+        :math:`z \mapsto G(z)`.
+    """
+
+    def __init__(self, A, generator, y, c=1.0, latent_dim=None, L=None, device=None):
+        if not isinstance(c, numbers.Real):
+            raise TypeError(f"c must be a number, got {type(c).__name__}")
+        self.generator_operator = GeneratorOperator(generator, latent_dim,
+                                                    range_geometry=A.domain_geometry(),
+                                                    device=device)
+        if tuple(y.shape) != tuple(A.range_geometry().shape):
+            raise ValueError(f"y has shape {tuple(y.shape)} but A's range has shape "
+                             f"{tuple(A.range_geometry().shape)}.")
+        if not np.isfinite(y.as_array()).all():
+            raise ValueError("y contains NaN or Inf values.")
+        self.A = A
+        self.y = y
+        self.c = float(c)
+        self._image = A.domain_geometry().allocate(None)
+        self._residual = A.range_geometry().allocate(None)
+        super().__init__(L=L)
+
+    @property
+    def latent_geometry(self):
+        return self.generator_operator.domain_geometry()
+
+    def image(self, z, out=None):
+        r""":math:`G(z)` as ImageData of ``A``'s domain."""
+        return self.generator_operator.direct(z, out=out)
+
+    def _residual_of(self, image_tensor):
+        from_tensor(image_tensor, out=self._image)
+        self.A.direct(self._image, out=self._residual)
+        self._residual.subtract(self.y, out=self._residual)
+        return self._residual
+
+    def __call__(self, z):
+        with torch.no_grad():
+            image = self.generator_operator.spec(self.generator_operator.latent_batch(z))
+        return self.c * self._residual_of(image).squared_norm()
+
+    def gradient(self, z, out=None):
+        r""":math:`2c\, J_G(z)^T A^T (A G(z) - y)`."""
+        image, pullback = self.generator_operator.linearise(z)
+        back = self.A.adjoint(self._residual_of(image), out=self._image)
+        g = pullback(as_tensor(back, device=image.device).mul_(2.0 * self.c))
+        return from_tensor(g, out=out, geometry=self.latent_geometry)
+
+    @property
+    def L(self):
+        if self._L is None:
+            self._L = self.estimate_L()
+        return self._L
+
+    @L.setter
+    def L(self, value):
+        self._L = value
+
+    def estimate_L(self, samples=4, iterations=10, seed=0):
+        r"""Estimate :math:`2c\|A\|^2 \max_k \|J_G(z_k)\|_2^2` by power iteration on
+        :math:`J^T J` at :math:`z = 0` and ``samples`` draws :math:`z_k \sim N(0, I)`."""
+        spec = self.generator_operator.spec
+        rng = torch.Generator().manual_seed(seed)
+        d = spec.latent_dim
+        points = [torch.zeros(1, d)] + [torch.randn(1, d, generator=rng) for _ in range(samples)]
+        largest = 0.0
+        with frozen(spec.module):
+            for z in points:
+                z = z.to(spec.device)
+                u = torch.randn(1, d, generator=rng).to(spec.device)
+                u /= u.norm()
+                value = 0.0
+                for _ in range(iterations):
+                    _, ju = torch.func.jvp(spec.module, (z,), (u,))
+                    _, vjp = torch.func.vjp(spec.module, z)
+                    (jtju,) = vjp(ju)
+                    value = jtju.norm().item()
+                    if value == 0.0:
+                        break
+                    u = jtju / value
+                largest = max(largest, value)
+        return 2.0 * abs(self.c) * self.A.norm() ** 2 * max(largest, 1e-12)

@@ -1,0 +1,84 @@
+r"""The generator as a (nonlinear) CIL Operator from latent space to image space."""
+import torch
+from cil.framework import ImageGeometry, VectorGeometry
+from cil.optimisation.operators import Operator
+
+from .bridge import as_tensor, from_tensor
+from .latent import GeneratorSpec, frozen
+
+
+class GeneratorOperator(Operator):
+    r"""The generator :math:`z \mapsto G(z)` as a nonlinear CIL Operator.
+
+    The domain is a :class:`~cil.framework.VectorGeometry` of length :math:`n d` holding the
+    latents of the :math:`n` slices one after another (:math:`n = 1` for a 2D image); the range
+    is an :class:`~cil.framework.ImageGeometry` of the generator's image size, 2D, or 3D with
+    :math:`n` slices (each slice generated from its own latent, all in one batch).
+
+    Parameters
+    ----------
+    generator : torch.nn.Module
+        :math:`G: (B, d) \to (B, 1, H, W)`.
+    latent_dim : int, optional
+        :math:`d`, for a module without a ``latent_dim`` attribute.
+    range_geometry : ImageGeometry, optional
+        default: a 2D ImageGeometry of the generator's image shape.
+    device : str, optional
+        where the generator runs.
+    """
+
+    def __init__(self, generator, latent_dim=None, range_geometry=None, device=None):
+        self.spec = GeneratorSpec(generator, latent_dim, device=device)
+        h, w = self.spec.image_shape
+        if range_geometry is None:
+            range_geometry = ImageGeometry(voxel_num_x=w, voxel_num_y=h)
+        self.spec.check_image_shape(range_geometry.shape, "range_geometry")
+        self.n_slices = 1 if len(range_geometry.shape) == 2 else int(range_geometry.shape[0])
+        domain = VectorGeometry(self.n_slices * self.spec.latent_dim)
+        super().__init__(domain_geometry=domain, range_geometry=range_geometry)
+
+    @property
+    def latent_dim(self):
+        return self.spec.latent_dim
+
+    def is_linear(self):
+        return False
+
+    def latent_batch(self, z):
+        """The latent VectorData (or array) as a (slices, d) tensor on the generator's device."""
+        t = as_tensor(z, device=self.spec.device)
+        expected = self.n_slices * self.spec.latent_dim
+        if t.numel() != expected:
+            raise ValueError(f"the latent has {t.numel()} entries but this operator takes "
+                             f"{self.n_slices} slice(s) x latent_dim {self.spec.latent_dim} "
+                             f"= {expected}.")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError("the latent contains NaN or Inf values: check the step size of "
+                             "the algorithm (a diverging iteration gives these).")
+        return t.reshape(self.n_slices, self.spec.latent_dim)
+
+    def direct(self, x, out=None):
+        r""":math:`G(z)` as ImageData of the range geometry."""
+        with torch.no_grad():
+            image = self.spec(self.latent_batch(x))
+        return from_tensor(image, out=out, geometry=self.range_geometry())
+
+    def linearise(self, z):
+        r""":math:`G(z)` (a tensor of shape (slices, 1, H, W)) and the map
+        :math:`w \mapsto J_G(z)^T w` (tensors of that shape to (slices, d) tensors), from one
+        forward pass; the vector–Jacobian product runs backward through the generator only."""
+        zt = self.latent_batch(z).clone().requires_grad_(True)
+        with torch.enable_grad(), frozen(self.spec.module):
+            image = self.spec(zt)
+
+        def pullback(w):
+            (g,) = torch.autograd.grad(image, zt, w.reshape(image.shape).to(image))
+            return g
+
+        return image.detach(), pullback
+
+    def adjoint_jacobian(self, z, w, out=None):
+        r""":math:`J_G(z)^T w`, for an image ``w``, as VectorData of the domain."""
+        _, pullback = self.linearise(z)
+        g = pullback(as_tensor(w, device=self.spec.device))
+        return from_tensor(g, out=out, geometry=self.domain_geometry())

@@ -1,0 +1,113 @@
+"""What the package needs to know about a generator ``G: (B, d) -> (B, 1, H, W)``."""
+import contextlib
+
+import torch
+
+
+def resolve_device(device=None):
+    """A :class:`torch.device` from ``None`` (CPU), a string or a device, checked to exist.
+
+    Raises
+    ------
+    RuntimeError
+        when a CUDA device is asked for and this PyTorch build or machine has none.
+    """
+    if device is None:
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={str(device)!r} was asked for but torch.cuda.is_available() is False "
+                "(no NVIDIA GPU, or a CPU-only PyTorch build). Pass device='cpu', or install a "
+                "CUDA build of PyTorch on a machine with a GPU.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device={str(device)!r} was asked for but only {torch.cuda.device_count()} "
+                "CUDA device(s) exist.")
+    return device
+
+
+class GeneratorSpec:
+    """A generator module with its latent dimension and image shape, on one device.
+
+    The package's own models carry ``latent_dim`` and ``image_shape``; for a plain
+    :class:`torch.nn.Module` pass ``latent_dim`` and the image shape is found by one forward
+    pass of a zero latent. The module is put in eval mode (batch norm and dropout must not
+    change between inner iterations).
+
+    Parameters
+    ----------
+    generator : torch.nn.Module
+        maps a float32 latent batch (B, d) to an image batch (B, 1, H, W).
+    latent_dim : int, optional
+        ``d``; required when the module has no ``latent_dim`` attribute.
+    device : str or torch.device, optional
+        where the generator runs; default: where its parameters are (CPU if it has none).
+    """
+
+    def __init__(self, generator, latent_dim=None, device=None):
+        if isinstance(generator, GeneratorSpec):
+            latent_dim = latent_dim or generator.latent_dim
+            generator = generator.module
+        if not isinstance(generator, torch.nn.Module):
+            raise TypeError(
+                f"generator must be a torch.nn.Module mapping (B, d) latents to (B, 1, H, W) "
+                f"images, got {type(generator).__name__}. Load one with "
+                "cil_genreg.models.load(path) or cil_genreg.models.pretrained('mnist-vae').")
+        own = getattr(generator, "latent_dim", None)
+        if latent_dim is None:
+            latent_dim = own
+        if latent_dim is None:
+            raise ValueError(
+                f"{type(generator).__name__} has no `latent_dim` attribute: pass latent_dim= "
+                "(the size d of the latent vectors it takes).")
+        if own is not None and int(own) != int(latent_dim):
+            raise ValueError(f"latent_dim={latent_dim} disagrees with the generator's own "
+                             f"latent_dim={own}.")
+        self.latent_dim = int(latent_dim)
+        if device is None:
+            p = next(generator.parameters(), None)
+            device = p.device if p is not None else None
+        self.device = resolve_device(device)
+        self.module = generator.to(self.device).eval()
+        self.dtype = torch.float32
+        with torch.no_grad(), frozen(self.module):
+            probe = self.module(torch.zeros(1, self.latent_dim, device=self.device))
+        if probe.dim() != 4 or probe.shape[0] != 1 or probe.shape[1] != 1:
+            raise ValueError(
+                f"the generator must return images of shape (B, 1, H, W); for a latent batch "
+                f"of shape (1, {self.latent_dim}) it returned {tuple(probe.shape)}.")
+        self.image_shape = tuple(int(s) for s in probe.shape[2:])
+        declared = getattr(generator, "image_shape", None)
+        if declared is not None and tuple(declared) != self.image_shape:
+            raise ValueError(f"the generator declares image_shape={tuple(declared)} but returns "
+                             f"images of shape {self.image_shape}.")
+
+    def __call__(self, z):
+        return self.module(z)
+
+    def check_image_shape(self, shape, what="image"):
+        """Raise a ValueError naming both shapes unless ``shape[-2:]`` is the generator's."""
+        shape = tuple(shape)
+        if shape[-2:] != self.image_shape or len(shape) not in (2, 3):
+            raise ValueError(
+                f"the generator makes {self.image_shape[0]}x{self.image_shape[1]} images but the "
+                f"{what} has shape {shape}. Use an ImageGeometry of {self.image_shape} (2D) or "
+                f"(slices, {self.image_shape[0]}, {self.image_shape[1]}) (3D, regularised slice "
+                "by slice), or a generator trained on images of your size.")
+
+
+@contextlib.contextmanager
+def frozen(module):
+    """Switch off ``requires_grad`` of the module's parameters for the duration of the block,
+    so that autograd differentiates with respect to the latent only (no weight gradients are
+    computed or accumulated). The flags are restored afterwards."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)

@@ -1,0 +1,243 @@
+r"""The latent step: a batch of small optimisations through the generator, with autograd.
+
+.. math:: z^*_b = \underset{z}{\text{argmin}}\; \varphi(v_b - G(z)) + c\|z\|_2^2,
+   \qquad b = 1, \dots, B
+
+This module is torch only (no CIL import) and is the hot path of every proximal map of the
+generative regularisers: warm starts, restarts batched through the generator, and gradients
+with respect to the latent only (the generator's weights are frozen while it runs).
+"""
+import time
+from dataclasses import dataclass, asdict
+
+import torch
+
+from .generator import GeneratorSpec, frozen
+
+OPTIMISERS = ("lbfgs", "adam")
+
+
+@dataclass
+class SolverStats:
+    """Counters of a :class:`LatentSolver`, cumulative until :meth:`reset`.
+
+    Attributes
+    ----------
+    solves : number of latent problems solved (calls of :meth:`LatentSolver.solve`)
+    iterations : inner optimiser iterations, summed over solves
+    generator_calls : batched forward passes through the generator
+    generator_images : images generated (each call counts its batch size)
+    seconds : wall-clock seconds spent inside :meth:`LatentSolver.solve`
+    """
+    solves: int = 0
+    iterations: int = 0
+    generator_calls: int = 0
+    generator_images: int = 0
+    seconds: float = 0.0
+
+    def reset(self):
+        self.solves = self.iterations = self.generator_calls = self.generator_images = 0
+        self.seconds = 0.0
+
+    def as_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class LatentSolution:
+    """What :meth:`LatentSolver.solve` found, per target: ``z`` (B, d), ``image = G(z)``
+    (B, 1, H, W), ``objective`` (B,) and the inner ``iterations`` it took."""
+    z: torch.Tensor
+    image: torch.Tensor
+    objective: torch.Tensor
+    iterations: int
+
+
+class LatentSolver:
+    r"""Solves :math:`\min_z \varphi(v - G(z)) + c\|z\|^2` for a batch of targets :math:`v`.
+
+    The starting points are the warm start (the previous solution stored under the same
+    ``key`` when the batch size matches, else ``z0``, else :math:`z = 0`) plus ``restarts``
+    random draws from :math:`N(0, \sigma^2 I)`; all of them go through the generator as one
+    batch, and the best per target is kept.
+
+    Parameters
+    ----------
+    generator : torch.nn.Module or GeneratorSpec
+        ``G: (B, d) -> (B, 1, H, W)``.
+    latent_dim : int, optional
+        ``d`` when the module does not carry ``latent_dim``.
+    optimiser : {"lbfgs", "adam"}
+        L-BFGS with a strong-Wolfe line search (default; few generator evaluations on smooth
+        problems), or Adam.
+    max_iter : int
+        cap on inner iterations per solve.
+    tol : float
+        stop when the objective changes by less than ``tol`` relative to its size (and, for
+        L-BFGS, when the largest gradient entry is below ``tol`` times its starting size).
+    lr : float, optional
+        step size: 1.0 for L-BFGS (a line search scales it), 0.05 for Adam.
+    restarts : int
+        extra random starts per target, solved in the same batch.
+    restart_std : float
+        :math:`\sigma` of the random starts.
+    warm_start : bool
+        start from the previous solution of the same key.
+    seed : int, optional
+        seeds the random starts.
+    device : str or torch.device, optional
+        where to run; default: the generator's device.
+    """
+
+    ADAM_PATIENCE = 5
+
+    def __init__(self, generator, latent_dim=None, *, optimiser="lbfgs", max_iter=100,
+                 tol=1e-6, lr=None, restarts=0, restart_std=1.0, warm_start=True, seed=None,
+                 device=None):
+        self.generator = GeneratorSpec(generator, latent_dim, device=device)
+        if optimiser not in OPTIMISERS:
+            raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
+        if int(max_iter) < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
+        if not tol > 0:
+            raise ValueError(f"tol must be positive, got {tol}")
+        if int(restarts) < 0:
+            raise ValueError(f"restarts must be >= 0, got {restarts}")
+        self.optimiser = optimiser
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+        self.lr = float(lr) if lr is not None else (1.0 if optimiser == "lbfgs" else 0.05)
+        self.restarts = int(restarts)
+        self.restart_std = float(restart_std)
+        self.warm_start = bool(warm_start)
+        self._rng = torch.Generator(device="cpu")
+        if seed is not None:
+            self._rng.manual_seed(int(seed))
+        self._warm = {}
+        self.stats = SolverStats()
+
+    @property
+    def latent_dim(self):
+        return self.generator.latent_dim
+
+    @property
+    def device(self):
+        return self.generator.device
+
+    def reset(self, key=None):
+        """Forget the warm start of ``key`` (all keys when None)."""
+        if key is None:
+            self._warm.clear()
+        else:
+            self._warm.pop(key, None)
+
+    def warm_latent(self, key="default"):
+        """The stored solution of ``key`` (B, d), or None."""
+        return self._warm.get(key)
+
+    def set_warm_latent(self, z, key="default"):
+        """Store ``z`` (B, d) as the next start of ``key``."""
+        self._warm[key] = torch.as_tensor(z, dtype=torch.float32, device=self.device).detach()
+
+    def _starts(self, batch, z0, key):
+        d = self.latent_dim
+        first = self._warm.get(key) if self.warm_start else None
+        if first is None or first.shape[0] != batch:
+            first = z0 if z0 is not None else torch.zeros(batch, d)
+        first = torch.as_tensor(first, dtype=torch.float32).to(self.device).reshape(batch, d)
+        if self.restarts == 0:
+            return first
+        extra = self.restart_std * torch.randn(self.restarts * batch, d, generator=self._rng)
+        return torch.cat([first, extra.to(self.device)], dim=0)
+
+    def solve(self, misfit, target, c, z0=None, key="default"):
+        r"""Solve the batch of latent problems.
+
+        Parameters
+        ----------
+        misfit : callable
+            ``misfit(G(z), v) -> (B,)``, see :mod:`cil_genreg.latent.misfits`.
+        target : torch.Tensor
+            :math:`v`, shape (B, 1, H, W).
+        c : float
+            weight of :math:`\|z\|^2`, :math:`c \ge 0`.
+        z0 : torch.Tensor, optional
+            (B, d) start used when there is no warm start.
+        key : str
+            names the warm-start slot (e.g. one for proximal maps, one for conjugates).
+
+        Returns
+        -------
+        LatentSolution
+        """
+        t0 = time.perf_counter()
+        stats = self.stats
+        target = target.to(self.device, torch.float32)
+        batch = target.shape[0]
+        z = self._starts(batch, z0, key)
+        n_starts = z.shape[0] // batch
+        target_rep = target.repeat(n_starts, 1, 1, 1) if n_starts > 1 else target
+        c = float(c)
+        G = self.generator.module
+
+        def objective(zz):
+            stats.generator_calls += 1
+            stats.generator_images += zz.shape[0]
+            image = G(zz)
+            return misfit(image, target_rep) + c * zz.square().sum(dim=1), image
+
+        with torch.enable_grad(), frozen(G):
+            z = z.clone().requires_grad_(True)
+            if self.optimiser == "lbfgs":
+                iterations = self._run_lbfgs(z, objective)
+            else:
+                iterations = self._run_adam(z, objective)
+        with torch.no_grad():
+            z = z.detach()
+            values, images = objective(z)
+            if n_starts > 1:
+                best = values.view(n_starts, batch).argmin(dim=0)
+                rows = best * batch + torch.arange(batch, device=best.device)
+                z, images, values = z[rows], images[rows], values[rows]
+        if self.warm_start:
+            self._warm[key] = z
+        stats.solves += 1
+        stats.iterations += iterations
+        stats.seconds += time.perf_counter() - t0
+        return LatentSolution(z=z, image=images, objective=values, iterations=iterations)
+
+    def _run_lbfgs(self, z, objective):
+        opt = torch.optim.LBFGS([z], lr=self.lr, max_iter=self.max_iter,
+                                max_eval=int(self.max_iter * 1.25) + 1, history_size=10,
+                                line_search_fn="strong_wolfe",
+                                tolerance_grad=0.0, tolerance_change=0.0)
+
+        def closure():
+            loss = objective(z)[0].sum()
+            (z.grad,) = torch.autograd.grad(loss, z)
+            return loss
+
+        # torch's tolerances are absolute: scale them by the starting loss and gradient so
+        # that `tol` means the same for a weight 1/(2 tau) of 1e4 as for one of 1.
+        loss0 = closure()
+        group = opt.param_groups[0]
+        group["tolerance_change"] = self.tol * max(abs(loss0.item()), 1e-12)
+        group["tolerance_grad"] = self.tol * max(float(z.grad.abs().max()), 1e-12)
+        opt.step(closure)
+        return int(opt.state[opt._params[0]].get("n_iter", 0))
+
+    def _run_adam(self, z, objective):
+        opt = torch.optim.Adam([z], lr=self.lr)
+        previous, calm = None, 0
+        for it in range(1, self.max_iter + 1):
+            loss = objective(z)[0].sum()
+            (z.grad,) = torch.autograd.grad(loss, z)
+            opt.step()
+            value = loss.item()
+            # Adam oscillates near a minimum: ask for `patience` calm steps in a row.
+            small = previous is not None and abs(previous - value) <= self.tol * max(abs(value), 1e-12)
+            calm = calm + 1 if small else 0
+            if calm >= self.ADAM_PATIENCE:
+                return it
+            previous = value
+        return self.max_iter
