@@ -1,0 +1,114 @@
+"""The torch-only latent solver against closed forms of a linear generator."""
+import pytest
+import torch
+
+from cil_genreg.latent import (GeneratorSpec, HuberMisfit, LatentSolver, LinearMisfit,
+                               SquaredMisfit, resolve_device)
+from generators import ConvGenerator, LinearGenerator
+
+
+def ridge_latent(G, v, weight, c):
+    """argmin_z weight ||v - Wz - b||^2 + c ||z||^2 for the linear generator."""
+    W, b = G.weight.detach().double(), G.bias.detach().double()
+    rhs = weight * (v.reshape(v.shape[0], -1).double() - b) @ W
+    return torch.linalg.solve(weight * W.T @ W + c * torch.eye(W.shape[1], dtype=torch.float64),
+                              rhs.T).T
+
+
+@pytest.mark.parametrize("optimiser,max_iter", [("lbfgs", 100), ("adam", 3000)])
+def test_squared_misfit_matches_ridge_solution(optimiser, max_iter):
+    G = LinearGenerator()
+    v = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    solver = LatentSolver(G, optimiser=optimiser, max_iter=max_iter, tol=1e-10,
+                          lr=None if optimiser == "lbfgs" else 0.02)
+    sol = solver.solve(SquaredMisfit(0.7), v, 0.2)
+    expected = ridge_latent(G, v, 0.7, 0.2).float()
+    assert torch.allclose(sol.z, expected, rtol=1e-3, atol=2e-3 if optimiser == "adam" else 1e-4)
+    # the returned image and objective belong to the returned latent
+    assert torch.allclose(sol.image, G(sol.z), atol=1e-6)
+    obj = 0.7 * (v - sol.image).flatten(1).square().sum(1) + 0.2 * sol.z.square().sum(1)
+    assert torch.allclose(sol.objective, obj, rtol=1e-5)
+
+
+def test_warm_start_reuses_previous_solution_and_saves_iterations():
+    G = ConvGenerator()
+    v = G(torch.randn(2, G.latent_dim)).detach()
+    solver = LatentSolver(G, max_iter=200, tol=1e-9)
+    first = solver.solve(SquaredMisfit(1.0), v, 0.01)
+    assert torch.equal(solver.warm_latent("default"), first.z)
+    second = solver.solve(SquaredMisfit(1.0), v, 0.01)
+    assert second.iterations < first.iterations
+    assert second.objective.sum() <= first.objective.sum() + 1e-6
+    solver.reset()
+    assert solver.warm_latent("default") is None
+
+
+def test_restarts_are_batched_and_keep_the_best_start():
+    G = ConvGenerator()
+    torch.manual_seed(3)
+    v = G(2.0 * torch.randn(4, G.latent_dim)).detach()
+    single = LatentSolver(G, max_iter=30, warm_start=False)
+    multi = LatentSolver(G, max_iter=30, restarts=5, seed=0, warm_start=False)
+    a = single.solve(SquaredMisfit(1.0), v, 1e-3)
+    b = multi.solve(SquaredMisfit(1.0), v, 1e-3)
+    # each target keeps its best of 6 starts, among them the one the single solver used
+    assert (b.objective <= a.objective + 1e-5).all()
+    assert b.z.shape == (4, G.latent_dim)
+    # one batch of 6 x 4 images per generator call
+    assert multi.stats.generator_images == 24 * multi.stats.generator_calls
+
+
+def test_counters_and_no_weight_gradients():
+    G = ConvGenerator()
+    solver = LatentSolver(G, max_iter=10)
+    solver.solve(SquaredMisfit(1.0), torch.rand(1, 1, 16, 16), 0.1)
+    s = solver.stats
+    assert s.solves == 1 and 1 <= s.iterations <= 10
+    assert s.generator_calls >= s.iterations and s.seconds > 0
+    assert all(p.grad is None for p in G.parameters())
+    assert all(p.requires_grad for p in G.parameters())  # restored after the solve
+
+
+def test_huber_misfit_is_moreau_envelope_of_abs():
+    r = torch.linspace(-2, 2, 41).reshape(1, 1, 41, 1)
+    delta = 0.5
+    value = HuberMisfit(delta)(torch.zeros_like(r), r)
+    # Moreau envelope: min_d 1/(2 delta) (d - r)^2 + |d|, on a fine grid of d
+    d = torch.linspace(-3, 3, 60001).reshape(-1, 1)
+    env = ((d - r.reshape(1, -1)) ** 2 / (2 * delta) + d.abs()).min(0).values.sum()
+    assert value.item() == pytest.approx(env.item(), rel=1e-4)
+
+
+def test_linear_misfit_maximises_inner_product():
+    G = LinearGenerator()
+    s = torch.randn(1, 1, 8, 8)
+    sol = LatentSolver(G, tol=1e-12, max_iter=100).solve(LinearMisfit(), s, 0.5)
+    W = G.weight.detach()
+    z = (s.reshape(1, -1) @ W) / (2 * 0.5)  # stationary point of <Wz + b, s> - c||z||^2
+    assert torch.allclose(sol.z, z, rtol=1e-3, atol=1e-4)
+
+
+def test_plain_module_needs_latent_dim_and_shape_is_probed():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 25), torch.nn.Unflatten(1, (1, 5, 5)))
+    with pytest.raises(ValueError, match="latent_dim"):
+        GeneratorSpec(net)
+    spec = GeneratorSpec(net, latent_dim=3)
+    assert spec.image_shape == (5, 5)
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        GeneratorSpec(torch.nn.Linear(3, 25), latent_dim=3)
+
+
+def test_missing_cuda_gives_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device exists on this machine")
+    with pytest.raises(RuntimeError, match="cuda.*device='cpu'"):
+        resolve_device("cuda")
+    with pytest.raises(RuntimeError, match="torch.cuda.is_available"):
+        LatentSolver(LinearGenerator(), device="cuda")
+
+
+def test_bad_solver_options():
+    with pytest.raises(ValueError, match="optimiser"):
+        LatentSolver(LinearGenerator(), optimiser="sgd")
+    with pytest.raises(ValueError, match="tol"):
+        LatentSolver(LinearGenerator(), tol=0)
