@@ -112,3 +112,24 @@ def test_bad_solver_options():
         LatentSolver(LinearGenerator(), optimiser="sgd")
     with pytest.raises(ValueError, match="tol"):
         LatentSolver(LinearGenerator(), tol=0)
+
+
+def test_batched_lbfgs_solves_each_problem_as_if_alone():
+    """Problems of very different scale in one batch: each converges on its own terms."""
+    from cil_genreg.latent import batched_lbfgs
+    torch.manual_seed(0)
+    scales = torch.tensor([1e-3, 1.0, 1e3])
+    centres = torch.randn(3, 5)
+
+    def fg(z):  # f_b(z) = scale_b * sum_i i * (z_i - c_bi)^2 + (z_0 - c_b0)^4
+        w = torch.arange(1, 6, dtype=z.dtype)
+        r = z - centres
+        f = scales * ((w * r ** 2).sum(1) + r[:, 0] ** 4)
+        g = scales[:, None] * (2 * w * r + torch.nn.functional.pad(4 * r[:, :1] ** 3, (0, 4)))
+        return f, g, r
+
+    z, f, aux, iterations, evaluations = batched_lbfgs(fg, torch.zeros(3, 5), max_iter=200,
+                                                       tol=1e-10)
+    assert torch.allclose(z, centres, atol=2e-3)
+    assert torch.allclose(aux, z - centres)
+    assert evaluations >= iterations + 1

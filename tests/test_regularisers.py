@@ -143,7 +143,7 @@ def test_cil_conventions_out_scaled_sum_and_geometry(lin):
     out = ig.allocate(0)
     returned = R.proximal(x, 0.3, out=out)
     assert returned is out and out.geometry == ig
-    np.testing.assert_allclose(out.as_array(), R.proximal(x, 0.3).as_array(), atol=1e-5)
+    np.testing.assert_allclose(out.as_array(), R.proximal(x, 0.3).as_array(), atol=1e-4)
     grad_out = ig.allocate(0)
     assert R.gradient(x, out=grad_out) is grad_out
     # lam * R is CIL's ScaledFunction: prox_{tau lam R} and lam R(x)
@@ -151,7 +151,7 @@ def test_cil_conventions_out_scaled_sum_and_geometry(lin):
     scaled = lam * R
     assert isinstance(scaled, ScaledFunction)
     np.testing.assert_allclose(scaled.proximal(x, 0.6).as_array(),
-                               R.proximal(x, 0.3).as_array(), atol=1e-5)
+                               R.proximal(x, 0.3).as_array(), atol=1e-4)
     assert scaled(x) == pytest.approx(lam * R(x), rel=1e-5)
     total = R + L2NormSquared()
     assert total(x) == pytest.approx(R(x) + x.squared_norm(), rel=1e-5)
@@ -160,7 +160,7 @@ def test_cil_conventions_out_scaled_sum_and_geometry(lin):
     # in place: x as out
     y = x.copy()
     R.proximal(y, 0.3, out=y)
-    np.testing.assert_allclose(y.as_array(), R.proximal(x, 0.3).as_array(), atol=1e-5)
+    np.testing.assert_allclose(y.as_array(), R.proximal(x, 0.3).as_array(), atol=1e-4)
     R.reset()
     assert R.latent is None
 
@@ -180,8 +180,8 @@ def test_volume_prox_is_the_slicewise_prox(cls):
         sl = ImageGeometry(16, 16).allocate(None)
         sl.fill(vol.as_array()[k])
         p2 = cls(G, **kw).proximal(sl, 0.2)
-        # equal up to the inner solver's accuracy (one joint L-BFGS run vs one per slice)
-        np.testing.assert_allclose(p3.as_array()[k], p2.as_array(), atol=1e-3)
+        # the batched L-BFGS solves each slice as if alone: equal up to float32 rounding
+        np.testing.assert_allclose(p3.as_array()[k], p2.as_array(), atol=1e-5)
 
 
 def test_bad_inputs_give_clear_errors(lin):

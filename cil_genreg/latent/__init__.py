@@ -5,7 +5,8 @@ r"""Torch-only latent solvers (no CIL import): the inner problem of every genera
 from .generator import GeneratorSpec, resolve_device, frozen
 from .misfits import SquaredMisfit, HuberMisfit, L1Misfit, LinearMisfit
 from .solver import LatentSolver, LatentSolution, SolverStats, OPTIMISERS
+from .lbfgs import batched_lbfgs
 
 __all__ = ["GeneratorSpec", "resolve_device", "frozen", "SquaredMisfit", "HuberMisfit",
            "L1Misfit", "LinearMisfit", "LatentSolver", "LatentSolution", "SolverStats",
-           "OPTIMISERS"]
+           "OPTIMISERS", "batched_lbfgs"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, asdict
 import torch
 
 from .generator import GeneratorSpec, frozen
+from .lbfgs import batched_lbfgs
 
 OPTIMISERS = ("lbfgs", "adam")
 
@@ -68,13 +69,16 @@ class LatentSolver:
     latent_dim : int, optional
         ``d`` when the module does not carry ``latent_dim``.
     optimiser : {"lbfgs", "adam"}
-        L-BFGS with a strong-Wolfe line search (default; few generator evaluations on smooth
-        problems), or Adam.
+        L-BFGS vectorised over the batch, each problem with its own history, backtracking
+        step and stopping test (:func:`~cil_genreg.latent.lbfgs.batched_lbfgs`; default, few
+        generator evaluations on smooth problems), or Adam.
     max_iter : int
         cap on inner iterations per solve.
     tol : float
         stop when the objective changes by less than ``tol`` relative to its size (and, for
         L-BFGS, when the largest gradient entry is below ``tol`` times its starting size).
+    history_size : int
+        L-BFGS curvature pairs kept per problem.
     lr : float, optional
         step size: 1.0 for L-BFGS (a line search scales it), 0.05 for Adam.
     restarts : int
@@ -93,7 +97,7 @@ class LatentSolver:
 
     def __init__(self, generator, latent_dim=None, *, optimiser="lbfgs", max_iter=100,
                  tol=1e-6, lr=None, restarts=0, restart_std=1.0, warm_start=True, seed=None,
-                 device=None):
+                 device=None, history_size=8):
         self.generator = GeneratorSpec(generator, latent_dim, device=device)
         if optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
@@ -106,7 +110,8 @@ class LatentSolver:
         self.optimiser = optimiser
         self.max_iter = int(max_iter)
         self.tol = float(tol)
-        self.lr = float(lr) if lr is not None else (1.0 if optimiser == "lbfgs" else 0.05)
+        self.lr = float(lr) if lr is not None else 0.05
+        self.history_size = int(history_size)
         self.restarts = int(restarts)
         self.restart_std = float(restart_std)
         self.warm_start = bool(warm_start)
@@ -187,18 +192,14 @@ class LatentSolver:
             return misfit(image, target_rep) + c * zz.square().sum(dim=1), image
 
         with torch.enable_grad(), frozen(G):
-            z = z.clone().requires_grad_(True)
             if self.optimiser == "lbfgs":
-                iterations = self._run_lbfgs(z, objective)
+                z, values, images, iterations = self._run_lbfgs(z, objective)
             else:
-                iterations = self._run_adam(z, objective)
-        with torch.no_grad():
-            z = z.detach()
-            values, images = objective(z)
-            if n_starts > 1:
-                best = values.view(n_starts, batch).argmin(dim=0)
-                rows = best * batch + torch.arange(batch, device=best.device)
-                z, images, values = z[rows], images[rows], values[rows]
+                z, values, images, iterations = self._run_adam(z, objective)
+        if n_starts > 1:
+            best = values.view(n_starts, batch).argmin(dim=0)
+            rows = best * batch + torch.arange(batch, device=best.device)
+            z, images, values = z[rows], images[rows], values[rows]
         if self.warm_start:
             self._warm[key] = z
         stats.solves += 1
@@ -207,28 +208,20 @@ class LatentSolver:
         return LatentSolution(z=z, image=images, objective=values, iterations=iterations)
 
     def _run_lbfgs(self, z, objective):
-        opt = torch.optim.LBFGS([z], lr=self.lr, max_iter=self.max_iter,
-                                max_eval=int(self.max_iter * 1.25) + 1, history_size=10,
-                                line_search_fn="strong_wolfe",
-                                tolerance_grad=0.0, tolerance_change=0.0)
+        def fg(zz):
+            zz = zz.detach().requires_grad_(True)
+            values, images = objective(zz)
+            (grad,) = torch.autograd.grad(values.sum(), zz)
+            return values.detach(), grad, images.detach()
 
-        def closure():
-            loss = objective(z)[0].sum()
-            (z.grad,) = torch.autograd.grad(loss, z)
-            return loss
-
-        # torch's tolerances are absolute: scale them by the starting loss and gradient so
-        # that `tol` means the same for a weight 1/(2 tau) of 1e4 as for one of 1.
-        loss0 = closure()
-        group = opt.param_groups[0]
-        group["tolerance_change"] = self.tol * max(abs(loss0.item()), 1e-12)
-        group["tolerance_grad"] = self.tol * max(float(z.grad.abs().max()), 1e-12)
-        opt.step(closure)
-        return int(opt.state[opt._params[0]].get("n_iter", 0))
+        z, values, images, iterations, _ = batched_lbfgs(fg, z, self.max_iter, self.tol,
+                                                         self.history_size)
+        return z, values, images, iterations
 
     def _run_adam(self, z, objective):
+        z = z.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.lr)
-        previous, calm = None, 0
+        previous, calm, iterations = None, 0, self.max_iter
         for it in range(1, self.max_iter + 1):
             loss = objective(z)[0].sum()
             (z.grad,) = torch.autograd.grad(loss, z)
@@ -238,6 +231,10 @@ class LatentSolver:
             small = previous is not None and abs(previous - value) <= self.tol * max(abs(value), 1e-12)
             calm = calm + 1 if small else 0
             if calm >= self.ADAM_PATIENCE:
-                return it
+                iterations = it
+                break
             previous = value
-        return self.max_iter
+        with torch.no_grad():
+            z = z.detach()
+            values, images = objective(z)
+        return z, values, images, iterations
