@@ -155,7 +155,7 @@ class LatentSolver:
         extra = self.restart_std * torch.randn(self.restarts * batch, d, generator=self._rng)
         return torch.cat([first, extra.to(self.device)], dim=0)
 
-    def solve(self, misfit, target, c, z0=None, key="default"):
+    def solve(self, misfit, target, c, z0=None, key="default", tol=None):
         r"""Solve the batch of latent problems.
 
         Parameters
@@ -170,6 +170,8 @@ class LatentSolver:
             (B, d) start used when there is no warm start.
         key : str
             names the warm-start slot (e.g. one for proximal maps, one for conjugates).
+        tol : float, optional
+            this solve's tolerance instead of the solver's ``tol``.
 
         Returns
         -------
@@ -177,6 +179,7 @@ class LatentSolver:
         """
         t0 = time.perf_counter()
         stats = self.stats
+        tol = self.tol if tol is None else float(tol)
         target = target.to(self.device, torch.float32)
         batch = target.shape[0]
         z = self._starts(batch, z0, key)
@@ -193,9 +196,9 @@ class LatentSolver:
 
         with torch.enable_grad(), frozen(G):
             if self.optimiser == "lbfgs":
-                z, values, images, iterations = self._run_lbfgs(z, objective)
+                z, values, images, iterations = self._run_lbfgs(z, objective, tol)
             else:
-                z, values, images, iterations = self._run_adam(z, objective)
+                z, values, images, iterations = self._run_adam(z, objective, tol)
         if n_starts > 1:
             best = values.view(n_starts, batch).argmin(dim=0)
             rows = best * batch + torch.arange(batch, device=best.device)
@@ -207,18 +210,18 @@ class LatentSolver:
         stats.seconds += time.perf_counter() - t0
         return LatentSolution(z=z, image=images, objective=values, iterations=iterations)
 
-    def _run_lbfgs(self, z, objective):
+    def _run_lbfgs(self, z, objective, tol):
         def fg(zz):
             zz = zz.detach().requires_grad_(True)
             values, images = objective(zz)
             (grad,) = torch.autograd.grad(values.sum(), zz)
             return values.detach(), grad, images.detach()
 
-        z, values, images, iterations, _ = batched_lbfgs(fg, z, self.max_iter, self.tol,
+        z, values, images, iterations, _ = batched_lbfgs(fg, z, self.max_iter, tol,
                                                          self.history_size)
         return z, values, images, iterations
 
-    def _run_adam(self, z, objective):
+    def _run_adam(self, z, objective, tol):
         z = z.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.lr)
         previous, calm, iterations = None, 0, self.max_iter
@@ -228,7 +231,7 @@ class LatentSolver:
             opt.step()
             value = loss.item()
             # Adam oscillates near a minimum: ask for `patience` calm steps in a row.
-            small = previous is not None and abs(previous - value) <= self.tol * max(abs(value), 1e-12)
+            small = previous is not None and abs(previous - value) <= tol * max(abs(value), 1e-12)
             calm = calm + 1 if small else 0
             if calm >= self.ADAM_PATIENCE:
                 iterations = it
