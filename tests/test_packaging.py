@@ -10,6 +10,7 @@ files in the recipe's ``test/source_files`` are present) the wheel tests are ski
 """
 import ast
 import configparser
+import importlib
 import importlib.util
 import os
 import re
@@ -339,3 +340,16 @@ def test_import_without_cil_says_how_to_install_it():
     assert "conda install" in message, message
     assert re.search(r"\bcil\b", message), message
     assert "ccpi" in message, message
+
+
+# -- 6. the API page names every public name --------------------------------------------------
+@pytest.mark.parametrize("module", ["cil_genreg", "cil_genreg.latent", "cil_genreg.models",
+                                    "cil_genreg.datasets"])
+def test_api_page_lists_every_public_name(module):
+    page = ROOT / "docs" / "api.md"
+    if not page.exists():
+        pytest.skip("docs/api.md is not here")
+    text = page.read_text(encoding="utf-8")
+    names = importlib.import_module(module).__all__
+    missing = [name for name in names if not re.search(rf"`{re.escape(name)}\b", text)]
+    assert not missing, f"docs/api.md does not list {module}: {missing}"
