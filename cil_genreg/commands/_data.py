@@ -1,0 +1,49 @@
+"""``--data`` for the command line: a dataset name or a path, resolved to an image array."""
+import os
+
+import numpy as np
+
+NAMES = ("mnist", "shapes", "ellipses")
+
+
+def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None):
+    """Images (N, H, W) in [0, 1] and a description for ``--data SPEC``.
+
+    ``spec`` is ``mnist`` (``split`` of MNIST; the train split needs ``--mnist-path`` or
+    ``$CIL_GENREG_MNIST``), ``shapes`` / ``ellipses`` (synthetic; train uses ``seed``, test uses
+    ``seed + 1_000_000`` so they never overlap), an ``.npy``/``.npz`` array, an ``.h5`` fastMRI
+    file or folder, or a folder of PNG/TIFF files / a TIFF stack.
+    """
+    from .. import datasets
+
+    if spec == "mnist":
+        images = datasets.mnist(split=split, path=mnist_path, n=n)
+        if size and size != 28:
+            images = datasets.resize(images, size)
+        return images, {"dataset": "mnist", "split": split, "source": mnist_path or
+                        ("shipped test split" if split == "test" and not
+                         os.environ.get("CIL_GENREG_MNIST") else "CIL_GENREG_MNIST")}
+    if spec in ("shapes", "ellipses"):
+        size = size or (64 if spec == "shapes" else 64)
+        n = n or (10000 if split == "train" else 100)
+        s = seed if split == "train" else seed + 1_000_000
+        images = getattr(datasets, spec)(n, size=size, seed=s)
+        return images, {"dataset": spec, "split": split, "seed": s, "size": size}
+    if not os.path.exists(spec):
+        raise FileNotFoundError(f"--data {spec!r} is neither one of {list(NAMES)} nor an "
+                                "existing file or folder.")
+    low = spec.lower()
+    if low.endswith(".npy"):
+        images = datasets.as_images(np.load(spec))
+    elif low.endswith(".npz"):
+        with np.load(spec) as z:
+            key = "images" if "images" in z else list(z.keys())[0]
+            images = datasets.as_images(z[key])
+    elif low.endswith((".h5", ".hdf5")) or (os.path.isdir(spec) and any(
+            f.endswith(".h5") for f in os.listdir(spec))):
+        images = datasets.fastmri_knee(spec, size=size or 128)
+    else:
+        images = datasets.image_folder(spec, size=size)
+    if n is not None:
+        images = images[:n]
+    return images, {"dataset": os.path.abspath(spec), "split": "all"}

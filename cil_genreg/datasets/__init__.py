@@ -1,0 +1,13 @@
+"""Image datasets as float32 arrays (N, H, W) with intensities in [0, 1].
+
+Nothing is downloaded. :func:`mnist` reads local MNIST files (the held-out test split ships in
+the package); :func:`shapes` and :func:`ellipses` are synthetic; :func:`fastmri_knee` reads
+fastMRI knee HDF5 files; :func:`image_folder` reads PNG/TIFF files, TIFF stacks or arrays.
+"""
+from .mnist import mnist
+from .synthetic import ellipses, shapes
+from .fastmri import fastmri_knee
+from .image_folder import image_folder
+from ._common import as_images, resize
+
+__all__ = ["mnist", "shapes", "ellipses", "fastmri_knee", "image_folder", "as_images", "resize"]

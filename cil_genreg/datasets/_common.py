@@ -1,0 +1,59 @@
+"""Helpers shared by the dataset loaders: checks, [0, 1] scaling and resizing."""
+import numpy as np
+
+
+def as_images(array, name="images"):
+    """A float32 array (N, H, W) in [0, 1] from an array of shape (N, H, W) or (H, W).
+
+    Values already in [0, 1] are kept; anything else is min-max scaled per dataset,
+    ``x <- (x - min) / (max - min)``. A constant array becomes zeros.
+    """
+    a = np.asarray(array, dtype=np.float32)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 3:
+        raise ValueError(f"{name} must have shape (N, H, W) or (H, W) (or (N, 1, H, W)); "
+                         f"got shape {a.shape}.")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contain NaN or infinite values.")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0.0 or hi > 1.0:
+        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def resize(images, size):
+    """Resize a stack (N, H, W) to (N, size, size) with bilinear (antialiased) interpolation."""
+    import torch
+    import torch.nn.functional as F
+
+    images = np.asarray(images, dtype=np.float32)
+    if images.shape[1:] == (size, size):
+        return images
+    t = torch.from_numpy(np.ascontiguousarray(images))[:, None]
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False,
+                        antialias=True)
+    return out[:, 0].numpy()
+
+
+def centre_crop(images, crop):
+    """The central ``crop x crop`` square of each image in a stack (N, H, W)."""
+    n, h, w = images.shape
+    if crop > h or crop > w:
+        raise ValueError(f"cannot crop {crop}x{crop} from images of shape {h}x{w}.")
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return images[:, top:top + crop, left:left + crop]
+
+
+def take(images, n, name):
+    """The first ``n`` images (all when ``n`` is None), with a clear error when too few."""
+    if n is None:
+        return images
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}.")
+    if n > len(images):
+        raise ValueError(f"asked for n={n} images but {name} has only {len(images)}.")
+    return images[:n]

@@ -1,0 +1,14 @@
+"""Generative models (VAE, autoencoder, WGAN), their safe checkpoints and shipped pretrained models.
+
+A *generator* maps a float32 latent batch (B, d) to images (B, 1, H, W) in [0, 1]; the package's
+models are generators themselves (``model(z)`` decodes) and carry ``latent_dim`` and
+``image_shape``. See :mod:`.architectures`, :mod:`.checkpoints` and :mod:`.pretrained`.
+"""
+from .architectures import (ARCHITECTURES, INTENSITY_RANGE, VAE, Autoencoder, Decoder, Encoder,
+                            WGANCritic, WGANGenerator, build)
+from .checkpoints import CheckpointError, load, read_metadata, save, update_metadata
+from .pretrained import available_pretrained, pretrained, pretrained_path
+
+__all__ = ["VAE", "Autoencoder", "WGANGenerator", "WGANCritic", "Encoder", "Decoder", "build",
+           "save", "load", "read_metadata", "update_metadata", "CheckpointError", "pretrained",
+           "available_pretrained", "pretrained_path", "ARCHITECTURES", "INTENSITY_RANGE"]

@@ -1,0 +1,39 @@
+"""Models shipped inside the package: ``cil_genreg/models/weights/<name>.safetensors``.
+
+Each has a model card ``<name>.md`` beside it (data, split, command, held-out latent-fit PSNR).
+"""
+from importlib import resources
+
+from .checkpoints import load
+
+WEIGHTS = "weights"
+
+
+def _weights_dir():
+    return resources.files("cil_genreg.models").joinpath(WEIGHTS)
+
+
+def available_pretrained():
+    """Names of the shipped models, sorted (e.g. ``["mnist-vae", "shapes-vae"]``)."""
+    d = _weights_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p.name[:-len(".safetensors")] for p in d.iterdir()
+                  if p.name.endswith(".safetensors"))
+
+
+def pretrained_path(name):
+    """Path of a shipped model's safetensors file; ``KeyError`` listing the names when unknown."""
+    names = available_pretrained()
+    if name not in names:
+        raise KeyError(f"no pretrained model {name!r}; available: {names}. Train your own with "
+                       "`cil-genreg train` and load it with cil_genreg.models.load(path).")
+    return str(_weights_dir().joinpath(name + ".safetensors"))
+
+
+def pretrained(name, map_location="cpu"):
+    """A shipped generator in eval mode, e.g. ``pretrained("mnist-vae")``.
+
+    Its ``metadata`` attribute holds the training facts (see the model card ``<name>.md``).
+    """
+    return load(pretrained_path(name), map_location=map_location)
