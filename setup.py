@@ -20,7 +20,7 @@ INSTALL_REQUIRES = [
 ]
 EXTRAS_REQUIRE = {
     "astra": ["astra-toolbox"],
-    "test": ["pytest"],
+    "test": ["pytest", "pyyaml"],
 }
 
 setup(

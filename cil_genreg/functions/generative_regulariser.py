@@ -37,7 +37,16 @@ class GenerativeRegulariser(Function):
     max_iter : int
         inner iterations per latent step.
     tol : float
-        relative tolerance of the inner optimiser.
+        relative tolerance of the inner optimiser (the tightest used when ``adaptive_tol``).
+    adaptive_tol : bool
+        follow the outer iteration: the first latent step is solved to ``tol``; then one whose
+        input moved by
+        :math:`\delta = \|v_k - v_{k-1}\| / \|v_k\|` since the previous call is solved to
+        :math:`\text{clip}(\delta^2, \text{tol}, \text{tol\_max})` — loose while the outer
+        algorithm moves fast, tight as it settles (the inexact-prox idea of Schmidt, Le Roux &
+        Bach 2011, where summable inner errors keep the outer rate).
+    tol_max : float
+        the loosest inner tolerance of ``adaptive_tol``.
     restarts : int
         random starts per latent step besides the warm start, batched through the generator.
     warm_start : bool
@@ -64,8 +73,8 @@ class GenerativeRegulariser(Function):
     INITS = ("auto", "zeros", "encoder")
 
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="lbfgs",
-                 max_iter=50, tol=1e-6, restarts=0, warm_start=True, init="auto", seed=None,
-                 device=None, lr=None):
+                 max_iter=50, tol=1e-6, adaptive_tol=True, tol_max=1e-3, restarts=0,
+                 warm_start=True, init="auto", seed=None, device=None, lr=None):
         super().__init__()
         self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser, max_iter=max_iter,
                                    tol=tol, lr=lr, restarts=restarts, warm_start=warm_start,
@@ -80,7 +89,11 @@ class GenerativeRegulariser(Function):
         if geometry is not None:
             self.solver.generator.check_image_shape(geometry.shape, "geometry")
         self.geometry = geometry
+        self.adaptive_tol = bool(adaptive_tol)
+        self.tol_max = max(float(tol_max), self.solver.tol)
         self._latent = None
+        self._last_like = None
+        self._previous_target = None
 
     # -- what users read -------------------------------------------------------------------
     @property
@@ -111,6 +124,7 @@ class GenerativeRegulariser(Function):
         """Forget the latent found so far (warm starts included)."""
         self.solver.reset()
         self._latent = None
+        self._previous_target = None
 
     def generated_image(self, out=None):
         r""":math:`G(z^*)` for the last latent found, as a DataContainer like the last input."""
@@ -164,9 +178,20 @@ class GenerativeRegulariser(Function):
             code = self._encode(target)
         return code[0] if isinstance(code, (tuple, list)) else code
 
+    def _inner_tol(self, target, key):
+        """The tolerance of this latent step (see ``adaptive_tol``)."""
+        if not self.adaptive_tol or key != self.PRIMAL:
+            return self.solver.tol
+        previous, self._previous_target = self._previous_target, target.clone()
+        if previous is None or previous.shape != target.shape:
+            return self.solver.tol
+        moved = ((target - previous).norm() / target.norm().clamp_min(1e-12)).item()
+        return min(self.tol_max, max(self.solver.tol, moved ** 2))
+
     def _solve(self, misfit, target, c, key=PRIMAL, like=None):
         z0 = self._initial_latent(target, key)
-        solution = self.solver.solve(misfit, target, c, z0=z0, key=key)
+        solution = self.solver.solve(misfit, target, c, z0=z0, key=key,
+                                     tol=self._inner_tol(target, key))
         if key == self.PRIMAL:
             self._latent = solution.z
             self._last_like = like
