@@ -29,7 +29,9 @@ temporary file then ``os.replace``; an interrupted run loses at most the epoch i
   back with ``torch.load(weights_only=True)`` (no code runs when it is read).
 
 ``resume=True`` continues from the last completed epoch of ``PATH + ".state.pt"``: same weights,
-optimiser moments and random stream, so 2 + 2 epochs equal 4 epochs in one go.
+optimiser moments and random stream, so an interrupted run of ``epochs`` epochs, resumed with
+the same arguments, ends with the same weights as an uninterrupted one. Resuming with a larger
+``epochs`` extends a run; the cosine learning-rate schedule is then spread over the new total.
 """
 import math
 import os

@@ -1,0 +1,109 @@
+"""Architectures (shapes, ranges, errors), pretrained models and the torch-only rule."""
+import ast
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+from cil_genreg import datasets, models
+from cil_genreg.evaluation import latent_fit
+
+
+@pytest.mark.parametrize("size", [28, 64, 128])
+@pytest.mark.parametrize("arch", ["vae", "ae", "gan"])
+@pytest.mark.parametrize("latent_dim", [2, 16])
+def test_generator_shapes(size, arch, latent_dim):
+    torch.manual_seed(0)
+    m = models.build(arch, latent_dim=latent_dim, image_shape=size, width=4).eval()
+    assert m.latent_dim == latent_dim and m.image_shape == (size, size)
+    with torch.no_grad():
+        y = m(torch.randn(3, latent_dim))
+    assert y.shape == (3, 1, size, size) and y.dtype == torch.float32
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    x = torch.rand(2, 1, size, size)
+    if arch == "vae":
+        mu, logvar = m.encode(x)
+        assert mu.shape == logvar.shape == (2, latent_dim)
+    elif arch == "ae":
+        assert m.encode(x).shape == (2, latent_dim)
+    else:
+        critic = models.WGANCritic((size, size), width=4)
+        assert critic(x).shape == (2,)
+
+
+def test_classes_and_config():
+    assert isinstance(models.build("vae", 3, 28), models.VAE)
+    assert isinstance(models.build("ae", 3, 28), models.Autoencoder)
+    assert isinstance(models.build("gan", 3, 28), models.WGANGenerator)
+    m = models.VAE(latent_dim=5, image_shape=(32, 32), width=8)
+    assert m.config == {"arch": "vae", "latent_dim": 5, "image_shape": [32, 32], "width": 8}
+    assert m.intensity_range == (0.0, 1.0)
+
+
+def test_output_of_one_latent_does_not_depend_on_the_batch():
+    torch.manual_seed(1)
+    m = models.build("vae", 4, 28, width=4).eval()
+    z = torch.randn(5, 4)
+    with torch.no_grad():
+        assert torch.allclose(m(z)[:1], m(z[:1]), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [30, (28, 32), 8, (28, 28, 1)])
+def test_unsupported_shapes_give_clear_errors(shape):
+    with pytest.raises(ValueError, match="square|divisible"):
+        models.build("vae", 4, shape)
+
+
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        models.build("diffusion", 4, 28)
+
+
+def test_torch_side_modules_do_not_import_cil():
+    root = pathlib.Path(models.__file__).parent.parent
+    files = list((root / "models").glob("*.py")) + list((root / "datasets").glob("*.py")) \
+        + [root / "training.py", root / "evaluation.py"]
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not (name == "cil" or name.startswith("cil.")), f"{f} imports {name}"
+
+
+def test_available_pretrained():
+    names = models.available_pretrained()
+    assert "mnist-vae" in names and "shapes-vae" in names
+    with pytest.raises(KeyError, match="available"):
+        models.pretrained("no-such-model")
+
+
+def test_shipped_models_are_small_and_documented():
+    weights = pathlib.Path(models.__file__).parent / "weights"
+    for name in models.available_pretrained():
+        assert (weights / f"{name}.safetensors").stat().st_size < 5_000_000
+        card = (weights / f"{name}.md").read_text()
+        assert "PSNR" in card and "cil-genreg train" in card
+
+
+def test_pretrained_shapes_model():
+    g = models.pretrained("shapes-vae")
+    assert not g.training and g.metadata["dataset"] == "shapes"
+    size = g.image_shape[0]
+    x = datasets.shapes(6, size=size, seed=12345)
+    _, _, p = latent_fit(g, x, steps=150, progress=False)
+    assert float(p.mean()) > 20.0
+
+
+def test_pretrained_mnist_vae_reaches_psnr_target_on_held_out_digits():
+    """Latent fit min_z ||G(z)-x||^2 + 1e-3||z||^2 (Adam from 0) on one held-out digit per class."""
+    g = models.pretrained("mnist-vae")
+    meta = g.metadata
+    assert meta["dataset"] == "mnist" and meta["split"] == "train"
+    assert g.image_shape == (28, 28) and not g.training
+    x, labels = datasets.mnist("test", return_labels=True)
+    pick = [int(np.flatnonzero(labels == c)[3]) for c in range(10)]
+    _, fitted, p = latent_fit(g, x[pick], reg=1e-3, steps=300, lr=0.05, progress=False)
+    assert fitted.shape == (10, 1, 28, 28)
+    assert float(p.mean()) >= 24.0, f"held-out latent-fit PSNR {p.tolist()}"

@@ -1,0 +1,142 @@
+"""Training: the loss falls, checkpoints load, resume continues exactly, interruptions lose nothing."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from cil_genreg import datasets, models, training
+from cil_genreg.cli import main
+
+DATA = datasets.shapes(96, size=28, seed=0)
+FAST = dict(data=DATA, batch_size=32, latent_dim=4, width=4, progress=False, threads=2)
+
+
+def _params(m):
+    return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+
+@pytest.mark.parametrize("arch,lr", [("vae", 1e-2), ("ae", 5e-3)])
+def test_short_training_lowers_loss_and_writes_loadable_checkpoint(tmp_path, arch, lr):
+    ckpt = tmp_path / f"{arch}.safetensors"
+    digits = datasets.mnist("test")[::8][:128]
+    r = training.train(arch, data=digits, epochs=5, lr=lr, batch_size=16, latent_dim=4, width=8,
+                       checkpoint=ckpt, val_data=digits[:16], metadata={"dataset": "mnist"},
+                       command="pytest", progress=False, threads=2)
+    losses = [h["loss"] for h in r.history]
+    assert len(losses) == 5 and losses[-1] < 0.85 * losses[0]
+    assert r.images_per_second > 0 and r.history[-1]["val_psnr_db"] > 0
+    g = models.load(ckpt)
+    assert g.config["arch"] == arch and not g.training
+    meta = g.metadata
+    assert meta["epochs"] == 5 and meta["dataset"] == "mnist" and meta["command"] == "pytest"
+    assert meta["n_train_images"] == len(digits) and meta["images_per_second"] > 0
+    assert "held_out_reconstruction_psnr_db" in meta
+    z = torch.randn(2, 4)
+    with torch.no_grad():
+        assert torch.allclose(g(z), r.model(z), atol=1e-6)
+    assert sorted(os.listdir(tmp_path)) == sorted([ckpt.name, ckpt.name + ".state.pt"])
+
+
+def test_gan_trains_and_keeps_critic_in_training_state_only(tmp_path):
+    ckpt = tmp_path / "gan.safetensors"
+    r = training.train("gan", epochs=1, n_critic=2, checkpoint=ckpt, **FAST)
+    assert r.critic is not None and np.isfinite(r.history[0]["loss"])
+    g = models.load(ckpt)
+    assert isinstance(g, models.WGANGenerator)
+    assert not any(k.startswith("critic") for k in g.state_dict())
+    state = torch.load(str(ckpt) + ".state.pt", weights_only=True)
+    assert "critic" in state and "optimizer_critic" in state
+
+
+def test_resume_continues_from_the_last_epoch(tmp_path):
+    ckpt = tmp_path / "b.safetensors"
+    first = training.train("vae", epochs=2, seed=5, checkpoint=ckpt, **FAST)
+    assert len(first.history) == 2
+    again = training.train("vae", epochs=2, seed=5, checkpoint=ckpt, resume=True, **FAST)
+    assert again.history == first.history          # nothing left to do: same weights
+    assert torch.equal(_params(again.model), _params(first.model))
+    longer = training.train("vae", epochs=3, seed=5, checkpoint=ckpt, resume=True, **FAST)
+    assert [h["epoch"] for h in longer.history] == [1, 2, 3]
+    assert longer.history[:2] == first.history
+    assert not torch.equal(_params(longer.model), _params(first.model))
+    assert models.load(ckpt).metadata["epochs"] == 3
+
+
+def test_interrupted_run_loses_nothing(tmp_path, monkeypatch):
+    ckpt = tmp_path / "c.safetensors"
+    straight = training.train("vae", epochs=2, seed=7, **FAST)
+    calls = {"n": 0}
+    real = training.kl_divergence
+
+    def flaky(mu, logvar):
+        calls["n"] += 1
+        if calls["n"] == 5:  # in the second epoch (3 batches per epoch)
+            # the same 2-epoch run, interrupted, then resumed, equals the uninterrupted run
+            raise KeyboardInterrupt
+        return real(mu, logvar)
+
+    monkeypatch.setattr(training, "kl_divergence", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        training.train("vae", epochs=2, seed=7, checkpoint=ckpt, **FAST)
+    monkeypatch.setattr(training, "kl_divergence", real)
+    assert models.load(ckpt).metadata["epochs"] == 1          # the last completed epoch
+    assert sorted(os.listdir(tmp_path)) == [ckpt.name, ckpt.name + ".state.pt"]  # no temp files
+    resumed = training.train("vae", epochs=2, seed=7, checkpoint=ckpt, resume=True, **FAST)
+    assert torch.allclose(_params(resumed.model), _params(straight.model), atol=1e-6)
+
+
+def test_resume_refuses_another_model(tmp_path):
+    ckpt = tmp_path / "d.safetensors"
+    training.train("vae", epochs=1, checkpoint=ckpt, **FAST)
+    with pytest.raises(ValueError, match="cannot resume"):
+        training.train("vae", epochs=2, checkpoint=ckpt, resume=True,
+                       **dict(FAST, latent_dim=6))
+
+
+def test_same_seed_same_model():
+    a = training.train("ae", epochs=1, seed=3, **FAST)
+    b = training.train("ae", epochs=1, seed=3, **FAST)
+    c = training.train("ae", epochs=1, seed=4, **FAST)
+    assert torch.equal(_params(a.model), _params(b.model))
+    assert not torch.equal(_params(a.model), _params(c.model))
+
+
+def test_cuda_requested_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="cuda.*--device cpu|device='cpu'"):
+        training.train("vae", epochs=1, device="cuda", **FAST)
+    assert main(["train", "--data", "shapes", "--out", "x.safetensors", "--device", "cuda"]) == 1
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="data is required"):
+        training.train("vae")
+    with pytest.raises(ValueError, match="model must be one of"):
+        training.train("flow", data=DATA)
+
+
+def test_cli_train_and_resume(tmp_path, capsys):
+    data = tmp_path / "imgs.npy"
+    np.save(data, DATA[:40])
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--model", "ae", "--data", str(data), "--epochs", "1", "--latent-dim", "3",
+            "--width", "4", "--batch-size", "20", "--out", str(out), "--quiet", "--threads", "1"]
+    assert main(args) == 0
+    assert "images/s" in capsys.readouterr().out
+    meta = models.load(out).metadata
+    assert meta["epochs"] == 1 and meta["command"].startswith("cil-genreg train --model ae")
+    assert meta["validation"].startswith("1 images of the train split")
+    assert main(args[:6] + ["2"] + args[7:] + ["--resume"]) == 0
+    assert models.load(out).metadata["epochs"] == 2
+    assert torch.load(str(out) + ".state.pt", weights_only=True)["epoch"] == 2
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "train" in text and "evaluate-model" in text
+    assert main([]) == 2
