@@ -12,7 +12,7 @@ ARMIJO = 1e-4
 MAX_BACKTRACKS = 20
 
 
-def batched_lbfgs(fg, z, max_iter=100, tol=1e-6, history_size=8):
+def batched_lbfgs(fg, z, max_iter=100, tol=1e-6, history_size=8, memory=None):
     r"""Minimise a batch of independent smooth functions.
 
     Parameters
@@ -27,9 +27,14 @@ def batched_lbfgs(fg, z, max_iter=100, tol=1e-6, history_size=8):
         iterations (each one direction and one line search) at most.
     tol : float
         a problem stops when its value changes by less than ``tol`` relative to its size, or
-        its largest gradient entry falls below ``tol`` times the starting one.
+        when it is first-order optimal to that relative accuracy:
+        :math:`\|\nabla f_b\|_\infty (1 + \|z_b\|_\infty) \le \text{tol}\,|f_b|` (a test
+        that a warm start already near the minimum passes at once).
     history_size : int
         curvature pairs kept per problem.
+    memory : CurvatureMemory, optional
+        curvature pairs to start from, e.g. those of the previous solve of a nearby problem
+        (a warm start of the Hessian estimate as well as of the point); updated in place.
 
     Returns
     -------
@@ -40,9 +45,11 @@ def batched_lbfgs(fg, z, max_iter=100, tol=1e-6, history_size=8):
     f, g, aux = fg(z)
     evaluations = 1
     batch = z.shape[0]
-    g_stop = tol * g.abs().amax(dim=1)
-    active = g.abs().amax(dim=1) > 0
-    s_hist, y_hist, rho_hist = [], [], []
+    active = ~_stationary(f, g, z, tol)
+    if memory is None or memory.batch not in (None, batch):
+        memory = CurvatureMemory()
+    memory.batch = batch
+    s_hist, y_hist, rho_hist = memory.s, memory.y, memory.rho
     iterations = 0
     for iterations in range(1, max_iter + 1):
         direction = -_two_loop(g, s_hist, y_hist, rho_hist)
@@ -79,16 +86,30 @@ def batched_lbfgs(fg, z, max_iter=100, tol=1e-6, history_size=8):
         s_hist.append(s * (rho > 0)[:, None])
         y_hist.append(y * (rho > 0)[:, None])
         rho_hist.append(rho)
-        if len(s_hist) > history_size:
+        while len(s_hist) > history_size:
             s_hist.pop(0), y_hist.pop(0), rho_hist.pop(0)
         change = (f - f_new).abs()
-        converged = (change <= tol * f_new.abs().clamp_min(1e-12)) | \
-                    (g_new.abs().amax(dim=1) <= g_stop)
+        # stagnation: a step below the rounding error of z cannot make further progress
+        stalled = s.abs().amax(dim=1) <= 4 * torch.finfo(z.dtype).eps * (1 + z.abs().amax(dim=1))
+        converged = (change <= tol * f_new.abs().clamp_min(1e-12)) | stalled | \
+            _stationary(f_new, g_new, z_new, tol)
         active = active & ~converged
         z, f, g, aux = z_new, f_new, g_new, aux_new
         if not bool(active.any()):
             break
     return z, f, aux, iterations, evaluations
+
+
+def _stationary(f, g, z, tol):
+    return g.abs().amax(dim=1) * (1 + z.abs().amax(dim=1)) <= tol * f.abs()
+
+
+class CurvatureMemory:
+    """The curvature pairs (s, y, 1/s·y) of a batch of L-BFGS problems, kept between solves."""
+
+    def __init__(self):
+        self.batch = None
+        self.s, self.y, self.rho = [], [], []
 
 
 def _two_loop(g, s_hist, y_hist, rho_hist):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, asdict
 import torch
 
 from .generator import GeneratorSpec, frozen
-from .lbfgs import batched_lbfgs
+from .lbfgs import CurvatureMemory, batched_lbfgs
 
 OPTIMISERS = ("lbfgs", "adam")
 
@@ -119,6 +119,7 @@ class LatentSolver:
         if seed is not None:
             self._rng.manual_seed(int(seed))
         self._warm = {}
+        self._memory = {}
         self.stats = SolverStats()
 
     @property
@@ -133,8 +134,10 @@ class LatentSolver:
         """Forget the warm start of ``key`` (all keys when None)."""
         if key is None:
             self._warm.clear()
+            self._memory.clear()
         else:
             self._warm.pop(key, None)
+            self._memory.pop(key, None)
 
     def warm_latent(self, key="default"):
         """The stored solution of ``key`` (B, d), or None."""
@@ -196,7 +199,7 @@ class LatentSolver:
 
         with torch.enable_grad(), frozen(G):
             if self.optimiser == "lbfgs":
-                z, values, images, iterations = self._run_lbfgs(z, objective, tol)
+                z, values, images, iterations = self._run_lbfgs(z, objective, tol, key)
             else:
                 z, values, images, iterations = self._run_adam(z, objective, tol)
         if n_starts > 1:
@@ -210,15 +213,18 @@ class LatentSolver:
         stats.seconds += time.perf_counter() - t0
         return LatentSolution(z=z, image=images, objective=values, iterations=iterations)
 
-    def _run_lbfgs(self, z, objective, tol):
+    def _run_lbfgs(self, z, objective, tol, key):
         def fg(zz):
             zz = zz.detach().requires_grad_(True)
             values, images = objective(zz)
             (grad,) = torch.autograd.grad(values.sum(), zz)
             return values.detach(), grad, images.detach()
 
+        # warm starts carry the curvature pairs too: the next problem (a nearby target, the
+        # same generator) has nearly the same Hessian, so its first step needs no backtracking
+        memory = self._memory.setdefault(key, CurvatureMemory()) if self.warm_start else None
         z, values, images, iterations, _ = batched_lbfgs(fg, z, self.max_iter, tol,
-                                                         self.history_size)
+                                                         self.history_size, memory)
         return z, values, images, iterations
 
     def _run_adam(self, z, objective, tol):
