@@ -15,12 +15,12 @@ def ridge_latent(G, v, weight, c):
                               rhs.T).T
 
 
-@pytest.mark.parametrize("optimiser,max_iter", [("lbfgs", 100), ("adam", 3000)])
+@pytest.mark.parametrize("optimiser,max_iter", [("bfgs", 100), ("lbfgs", 100), ("adam", 3000)])
 def test_squared_misfit_matches_ridge_solution(optimiser, max_iter):
     G = LinearGenerator()
     v = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     solver = LatentSolver(G, optimiser=optimiser, max_iter=max_iter, tol=1e-10,
-                          lr=None if optimiser == "lbfgs" else 0.02)
+                          lr=0.02 if optimiser == "adam" else None)
     sol = solver.solve(SquaredMisfit(0.7), v, 0.2)
     expected = ridge_latent(G, v, 0.7, 0.2).float()
     assert torch.allclose(sol.z, expected, rtol=1e-3, atol=2e-3 if optimiser == "adam" else 1e-4)
@@ -114,9 +114,10 @@ def test_bad_solver_options():
         LatentSolver(LinearGenerator(), tol=0)
 
 
-def test_batched_lbfgs_solves_each_problem_as_if_alone():
+@pytest.mark.parametrize("memory", ["bfgs", "lbfgs"])
+def test_batched_quasi_newton_solves_each_problem_as_if_alone(memory):
     """Problems of very different scale in one batch: each converges on its own terms."""
-    from cil_genreg.latent import batched_lbfgs
+    from cil_genreg.latent import BFGSMemory, LBFGSMemory, batched_quasi_newton
     torch.manual_seed(0)
     scales = torch.tensor([1e-3, 1.0, 1e3])
     centres = torch.randn(3, 5)
@@ -128,8 +129,13 @@ def test_batched_lbfgs_solves_each_problem_as_if_alone():
         g = scales[:, None] * (2 * w * r + torch.nn.functional.pad(4 * r[:, :1] ** 3, (0, 4)))
         return f, g, r
 
-    z, f, aux, iterations, evaluations = batched_lbfgs(fg, torch.zeros(3, 5), max_iter=200,
-                                                       tol=1e-10)
+    start = BFGSMemory() if memory == "bfgs" else LBFGSMemory()
+    z, f, aux, iterations, evaluations, kept = batched_quasi_newton(
+        fg, torch.zeros(3, 5), start, max_iter=200, tol=1e-10)
     assert torch.allclose(z, centres, atol=2e-3)
     assert torch.allclose(aux, z - centres)
     assert evaluations >= iterations + 1
+    assert kept is start and not kept.empty
+    # a warm start of point and curvature: the problem is solved again at once
+    again = batched_quasi_newton(fg, z, kept, max_iter=200, tol=1e-10)
+    assert again[3] <= 2

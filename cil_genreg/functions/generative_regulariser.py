@@ -32,8 +32,8 @@ class GenerativeRegulariser(Function):
         :math:`d`, for a module without a ``latent_dim`` attribute.
     geometry : ImageGeometry, optional
         when given, every input must have this geometry (else a ValueError names both).
-    optimiser : {"lbfgs", "adam"}
-        inner optimiser of the latent step.
+    optimiser : {"auto", "bfgs", "lbfgs", "adam"}
+        inner optimiser of the latent step (see :class:`~cil_genreg.latent.LatentSolver`).
     max_iter : int
         inner iterations per latent step.
     tol : float
@@ -72,7 +72,7 @@ class GenerativeRegulariser(Function):
     CONJUGATE = "conjugate"
     INITS = ("auto", "zeros", "encoder")
 
-    def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="lbfgs",
+    def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
                  max_iter=50, tol=1e-6, adaptive_tol=True, tol_max=1e-3, restarts=0,
                  warm_start=True, init="auto", seed=None, device=None, lr=None):
         super().__init__()

@@ -13,9 +13,10 @@ from dataclasses import dataclass, asdict
 import torch
 
 from .generator import GeneratorSpec, frozen
-from .lbfgs import CurvatureMemory, batched_lbfgs
+from .quasi_newton import BFGSMemory, LBFGSMemory, batched_quasi_newton
 
-OPTIMISERS = ("lbfgs", "adam")
+OPTIMISERS = ("auto", "bfgs", "lbfgs", "adam")
+DENSE_BFGS_MAX_DIM = 256
 
 
 @dataclass
@@ -68,10 +69,11 @@ class LatentSolver:
         ``G: (B, d) -> (B, 1, H, W)``.
     latent_dim : int, optional
         ``d`` when the module does not carry ``latent_dim``.
-    optimiser : {"lbfgs", "adam"}
-        L-BFGS vectorised over the batch, each problem with its own history, backtracking
-        step and stopping test (:func:`~cil_genreg.latent.lbfgs.batched_lbfgs`; default, few
-        generator evaluations on smooth problems), or Adam.
+    optimiser : {"auto", "bfgs", "lbfgs", "adam"}
+        quasi-Newton vectorised over the batch, each problem with its own curvature estimate,
+        backtracking step and stopping test
+        (:func:`~cil_genreg.latent.quasi_newton.batched_quasi_newton`): dense BFGS or
+        L-BFGS; "auto" (default) takes BFGS up to latent dimension 256, L-BFGS above. Or Adam.
     max_iter : int
         cap on inner iterations per solve.
     tol : float
@@ -95,7 +97,7 @@ class LatentSolver:
 
     ADAM_PATIENCE = 5
 
-    def __init__(self, generator, latent_dim=None, *, optimiser="lbfgs", max_iter=100,
+    def __init__(self, generator, latent_dim=None, *, optimiser="auto", max_iter=100,
                  tol=1e-6, lr=None, restarts=0, restart_std=1.0, warm_start=True, seed=None,
                  device=None, history_size=8):
         self.generator = GeneratorSpec(generator, latent_dim, device=device)
@@ -107,6 +109,8 @@ class LatentSolver:
             raise ValueError(f"tol must be positive, got {tol}")
         if int(restarts) < 0:
             raise ValueError(f"restarts must be >= 0, got {restarts}")
+        if optimiser == "auto":
+            optimiser = "bfgs" if self.latent_dim <= DENSE_BFGS_MAX_DIM else "lbfgs"
         self.optimiser = optimiser
         self.max_iter = int(max_iter)
         self.tol = float(tol)
@@ -198,8 +202,8 @@ class LatentSolver:
             return misfit(image, target_rep) + c * zz.square().sum(dim=1), image
 
         with torch.enable_grad(), frozen(G):
-            if self.optimiser == "lbfgs":
-                z, values, images, iterations = self._run_lbfgs(z, objective, tol, key)
+            if self.optimiser in ("bfgs", "lbfgs"):
+                z, values, images, iterations = self._run_quasi_newton(z, objective, tol, key)
             else:
                 z, values, images, iterations = self._run_adam(z, objective, tol)
         if n_starts > 1:
@@ -213,18 +217,23 @@ class LatentSolver:
         stats.seconds += time.perf_counter() - t0
         return LatentSolution(z=z, image=images, objective=values, iterations=iterations)
 
-    def _run_lbfgs(self, z, objective, tol, key):
+    def _new_memory(self):
+        return BFGSMemory() if self.optimiser == "bfgs" else LBFGSMemory(self.history_size)
+
+    def _run_quasi_newton(self, z, objective, tol, key):
         def fg(zz):
             zz = zz.detach().requires_grad_(True)
             values, images = objective(zz)
             (grad,) = torch.autograd.grad(values.sum(), zz)
             return values.detach(), grad, images.detach()
 
-        # warm starts carry the curvature pairs too: the next problem (a nearby target, the
-        # same generator) has nearly the same Hessian, so its first step needs no backtracking
-        memory = self._memory.setdefault(key, CurvatureMemory()) if self.warm_start else None
-        z, values, images, iterations, _ = batched_lbfgs(fg, z, self.max_iter, tol,
-                                                         self.history_size, memory)
+        # warm starts carry the curvature too: the next problem (a nearby target, the same
+        # generator) has nearly the same Hessian, so its first step needs no backtracking
+        memory = self._memory.get(key) if self.warm_start else None
+        z, values, images, iterations, _, memory = batched_quasi_newton(
+            fg, z, memory if memory is not None else self._new_memory(), self.max_iter, tol)
+        if self.warm_start:
+            self._memory[key] = memory
         return z, values, images, iterations
 
     def _run_adam(self, z, objective, tol):

@@ -1,0 +1,181 @@
+r"""Quasi-Newton minimisation of a batch of independent problems, vectorised over the batch.
+
+Minimises :math:`f_b(z_b)` for :math:`b = 1, \dots, B` at once: one call of ``fg`` evaluates
+all of them (one batched pass through the generator), but each problem keeps its own
+curvature estimate, its own backtracking (Armijo) step and its own stopping test. So a
+volume's slices, or the random restarts of one target, are solved exactly as if they were
+solved one by one, at the cost of a single batch per evaluation.
+
+Two curvature estimates: :class:`LBFGSMemory` (the last few pairs :math:`(s, y)`, the
+two-loop recursion; for large latent dimensions) and :class:`BFGSMemory` (the dense inverse
+Hessian, :math:`d \times d` per problem, updated by a handful of batched products per
+iteration; for the small latent dimensions of generators, where it needs fewer iterations and
+less Python work than the recursion). Either can be kept between solves, so that a warm start
+carries the curvature as well as the point.
+"""
+import torch
+
+ARMIJO = 1e-4
+MAX_BACKTRACKS = 20
+
+
+def _pairs_ok(s, y):
+    """Which pairs satisfy the curvature condition s·y > 0 by a margin the floating-point
+    type can resolve (a pair from a step lost in rounding would blow the estimate up)."""
+    sy = (s * y).sum(dim=1)
+    margin = torch.finfo(s.dtype).eps ** 0.5
+    return sy, (sy > margin * y.norm(dim=1) * s.norm(dim=1)) & (sy > torch.finfo(s.dtype).tiny)
+
+
+class LBFGSMemory:
+    r"""The last ``history_size`` curvature pairs of each problem (Nocedal & Wright, Alg. 7.4)."""
+
+    def __init__(self, history_size=8):
+        self.history_size = int(history_size)
+        self.batch = None
+        self.s, self.y, self.rho = [], [], []
+
+    @property
+    def empty(self):
+        return not self.s
+
+    def direction(self, g):
+        """:math:`-H g` for the L-BFGS inverse-Hessian estimate :math:`H`."""
+        q = g.clone()
+        alphas = []
+        for s, y, rho in zip(reversed(self.s), reversed(self.y), reversed(self.rho)):
+            a = rho * (s * q).sum(dim=1)
+            q -= a[:, None] * y
+            alphas.append(a)
+        s, y = self.s[-1], self.y[-1]
+        yy = (y * y).sum(dim=1)
+        q *= torch.where(yy > 0, (s * y).sum(dim=1) / yy.clamp_min(1e-30), torch.ones_like(yy))[:, None]
+        for s, y, rho, a in zip(self.s, self.y, self.rho, reversed(alphas)):
+            q += s * (a - rho * (y * q).sum(dim=1))[:, None]
+        return q.neg_()
+
+    def update(self, s, y):
+        sy, ok = _pairs_ok(s, y)
+        keep = ok[:, None].to(s.dtype)
+        self.s.append(s * keep)
+        self.y.append(y * keep)
+        self.rho.append(torch.where(ok, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy)))
+        while len(self.s) > self.history_size:
+            self.s.pop(0), self.y.pop(0), self.rho.pop(0)
+
+
+class BFGSMemory:
+    r"""The dense BFGS inverse-Hessian estimate :math:`H_b` of each problem,
+
+    .. math:: H^+ = H - \rho\,(H y s^T + s y^T H) + (\rho^2\, y^T H y + \rho)\, s s^T,
+       \qquad \rho = 1 / s^T y,
+
+    started from :math:`\frac{s^T y}{y^T y} I` at the first pair."""
+
+    def __init__(self):
+        self.batch = None
+        self.H = None
+
+    @property
+    def empty(self):
+        return self.H is None
+
+    def direction(self, g):
+        return -(self.H @ g.unsqueeze(-1)).squeeze(-1)
+
+    def update(self, s, y):
+        sy, ok = _pairs_ok(s, y)
+        rho = torch.where(ok, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
+        if self.H is None:
+            yy = (y * y).sum(dim=1)
+            gamma = torch.where(ok, sy / yy.clamp_min(1e-30), torch.ones_like(sy))
+            self.H = gamma[:, None, None] * torch.eye(s.shape[1], dtype=s.dtype, device=s.device)
+        Hy = (self.H @ y.unsqueeze(-1)).squeeze(-1)
+        yHy = (y * Hy).sum(dim=1)
+        ss = s.unsqueeze(-1) * s.unsqueeze(-2)
+        sHy = s.unsqueeze(-1) * Hy.unsqueeze(-2)
+        self.H += (rho * (rho * yHy + 1))[:, None, None] * ss - rho[:, None, None] * (sHy + sHy.mT)
+        broken = ~torch.isfinite(self.H).flatten(1).all(dim=1)
+        if bool(broken.any()):  # start those problems' estimates again
+            self.H[broken] = torch.eye(s.shape[1], dtype=s.dtype, device=s.device)
+
+
+def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
+    r"""Minimise a batch of independent smooth functions.
+
+    Parameters
+    ----------
+    fg : callable
+        ``fg(z) -> (f, g, aux)`` with ``z`` of shape (B, d), values ``f`` (B,) and gradients
+        ``g`` (B, d) of each :math:`f_b` at :math:`z_b`, and any by-product ``aux`` with a
+        leading batch dimension (e.g. the generated images), returned for the final points.
+    z : torch.Tensor
+        (B, d) starting points (not modified).
+    memory : LBFGSMemory or BFGSMemory
+        the curvature estimate to start from (e.g. that of the previous solve of a nearby
+        problem), updated in place; a fresh one when its batch size does not match.
+    max_iter : int
+        iterations (each one direction and one line search) at most.
+    tol : float
+        a problem stops when its value changes by less than ``tol`` relative to its size, or
+        when it is first-order optimal to that relative accuracy:
+        :math:`\|\nabla f_b\|_\infty (1 + \|z_b\|_\infty) \le \text{tol}\,|f_b|` (a test
+        that a warm start already near the minimum passes at once), or when its step falls
+        below the rounding error of :math:`z_b`.
+
+    Returns
+    -------
+    (z, f, aux, iterations, evaluations, memory) : the minimisers (B, d), their values (B,)
+    and by-products, the iterations run, the calls of ``fg``, and the curvature memory.
+    """
+    z = z.detach().clone()
+    batch = z.shape[0]
+    if memory.batch not in (None, batch):
+        memory = type(memory)() if isinstance(memory, BFGSMemory) else LBFGSMemory(memory.history_size)
+    memory.batch = batch
+    f, g, aux = fg(z)
+    evaluations = 1
+    active = ~_stationary(f, g, z, tol)
+    eps = torch.finfo(z.dtype).eps
+    iterations = 0
+    for iterations in range(1, max_iter + 1):
+        if memory.empty:  # first step: at most a unit step in the largest coordinate
+            direction = -g * (1.0 / g.abs().amax(dim=1).clamp_min(1e-30)).clamp(max=1.0)[:, None]
+        else:
+            direction = memory.direction(g)
+        slope = (g * direction).sum(dim=1)
+        uphill = slope >= 0  # safeguard: fall back to steepest descent
+        if bool(uphill.any()):
+            direction[uphill] = -g[uphill]
+            slope = torch.where(uphill, -(g * g).sum(dim=1), slope)
+        direction *= active[:, None]
+        step = torch.ones(batch, dtype=z.dtype, device=z.device)
+        # near a minimum, values change by less than their rounding error: allow that much
+        slack = 4 * eps * f.abs()
+        for _ in range(MAX_BACKTRACKS):
+            z_new = z + step[:, None] * direction
+            f_new, g_new, aux_new = fg(z_new)
+            evaluations += 1
+            accepted = (f_new <= f + ARMIJO * step * slope + slack) | ~active
+            if bool(accepted.all()):
+                break
+            step = torch.where(accepted, step, 0.5 * step)
+        else:  # no decrease found for some: keep them where they are and stop them
+            stuck = ~accepted
+            z_new[stuck], f_new[stuck], g_new[stuck] = z[stuck], f[stuck], g[stuck]
+            aux_new[stuck] = aux[stuck]
+            active = active & accepted
+        s = z_new - z
+        memory.update(s, g_new - g)
+        stalled = s.abs().amax(dim=1) <= 4 * eps * (1 + z.abs().amax(dim=1))
+        converged = ((f - f_new).abs() <= tol * f_new.abs().clamp_min(1e-12)) | stalled | \
+            _stationary(f_new, g_new, z_new, tol)
+        active = active & ~converged
+        z, f, g, aux = z_new, f_new, g_new, aux_new
+        if not bool(active.any()):
+            break
+    return z, f, aux, iterations, evaluations, memory
+
+
+def _stationary(f, g, z, tol):
+    return g.abs().amax(dim=1) * (1 + z.abs().amax(dim=1)) <= tol * f.abs()
