@@ -65,7 +65,7 @@ def test_pdhg_reaches_the_exact_minimiser(quadratic_problem):
     R = SoftGenerativeRegulariser(G, mu=mu, tol=1e-12, max_iter=200)
     algo = PDHG(f=L2NormSquared(b=y), g=lam * R, operator=A, initial=ig.allocate(0),
                 update_objective_interval=100)
-    algo.run(1500, verbose=0)
+    algo.run(300, verbose=0)
     assert rel_err(algo.solution, x_star) < 1e-3
     # PDHG's objectives (primal uses R, dual uses its convex conjugate) ran and agree at the end
     primal, dual = algo.objective[-1], algo.dual_objective[-1]
