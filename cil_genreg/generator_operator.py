@@ -59,7 +59,7 @@ class GeneratorOperator(Operator):
 
     def direct(self, x, out=None):
         r""":math:`G(z)` as ImageData of the range geometry."""
-        with torch.no_grad():
+        with torch.inference_mode():
             image = self.spec(self.latent_batch(x))
         return from_tensor(image, out=out, geometry=self.range_geometry())
 

@@ -131,7 +131,7 @@ class GenerativeRegulariser(Function):
         if self._latent is None:
             raise RuntimeError("no latent found yet: call the regulariser, its gradient or its "
                                "proximal map first.")
-        with torch.no_grad():
+        with torch.inference_mode():
             image = self.solver.generator(self._latent)
         return self._to_container(image, self._last_like, out)
 

@@ -86,7 +86,7 @@ class LatentLeastSquares(Function):
         return self._residual
 
     def __call__(self, z):
-        with torch.no_grad():
+        with torch.inference_mode():
             image = self.generator_operator.spec(self.generator_operator.latent_batch(z))
         return self.c * self._residual_of(image).squared_norm()
 

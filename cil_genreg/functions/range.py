@@ -61,7 +61,7 @@ class RangeGenerativeRegulariser(GenerativeRegulariser):
         v = self._to_batch(x)
         z = self.solver.warm_latent(self.PRIMAL)
         if z is not None and z.shape[0] == v.shape[0]:
-            with torch.no_grad():
+            with torch.inference_mode():
                 if self._on_range(self.solver.generator(z), v):
                     return z.square().sum().item()
         sol = self._solve(SquaredMisfit(0.5 / self.fit_epsilon), v, 1.0, like=x)
