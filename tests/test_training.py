@@ -9,7 +9,7 @@ from cil_genreg import datasets, models, training
 from cil_genreg.cli import main
 
 DATA = datasets.shapes(96, size=28, seed=0)
-FAST = dict(data=DATA, batch_size=32, latent_dim=4, width=4, progress=False, threads=2)
+FAST = dict(data=DATA, batch_size=32, latent_dim=4, width=4, progress=False, threads=1)
 
 
 def _params(m):
@@ -22,7 +22,7 @@ def test_short_training_lowers_loss_and_writes_loadable_checkpoint(tmp_path, arc
     digits = datasets.mnist("test")[::8][:128]
     r = training.train(arch, data=digits, epochs=5, lr=lr, batch_size=16, latent_dim=4, width=8,
                        checkpoint=ckpt, val_data=digits[:16], metadata={"dataset": "mnist"},
-                       command="pytest", progress=False, threads=2)
+                       command="pytest", progress=False, threads=1)
     losses = [h["loss"] for h in r.history]
     assert len(losses) == 5 and losses[-1] < 0.85 * losses[0]
     assert r.images_per_second > 0 and r.history[-1]["val_psnr_db"] > 0

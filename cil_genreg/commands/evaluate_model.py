@@ -49,7 +49,7 @@ def run(args):
     if args.data == "mnist":
         images, info = load_data("mnist", "test", size=size, mnist_path=args.mnist_path)
         rng = np.random.default_rng(args.seed)
-        images = images[np.sort(rng.permutation(len(images))[:args.n])]
+        images = images[rng.permutation(len(images))[:args.n]]  # a class mix
         info["subset"] = f"{len(images)} of the test split, seed {args.seed}"
     else:
         images, info = load_data(args.data, "test", n=args.n, size=size, seed=args.seed)
