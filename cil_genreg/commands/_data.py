@@ -24,7 +24,7 @@ def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None):
                         ("shipped test split" if split == "test" and not
                          os.environ.get("CIL_GENREG_MNIST") else "CIL_GENREG_MNIST")}
     if spec in ("shapes", "ellipses"):
-        size = size or (64 if spec == "shapes" else 64)
+        size = size or 64
         n = n or (10000 if split == "train" else 100)
         s = seed if split == "train" else seed + 1_000_000
         images = getattr(datasets, spec)(n, size=size, seed=s)
