@@ -228,7 +228,7 @@ def parser():
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--angles", type=int, default=10)
     p.add_argument("--noise", type=float, default=0.05)
-    p.add_argument("--lam", type=float, default=10.0)
+    p.add_argument("--lam", type=float, default=30.0)
     p.add_argument("--mu", type=float, default=0.01)
     p.add_argument("--inner-max-iter", type=int, default=50)
     p.add_argument("--top", type=int, default=15)

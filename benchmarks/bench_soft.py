@@ -245,7 +245,7 @@ def parser():
     p.add_argument("--digits", type=int, default=10, help="held-out digits to reconstruct")
     p.add_argument("--angles", type=int, default=10)
     p.add_argument("--noise", type=float, default=0.05, help="x sinogram max")
-    p.add_argument("--lam", type=float, default=10.0, help="lambda")
+    p.add_argument("--lam", type=float, default=30.0, help="lambda")
     p.add_argument("--mu", type=float, default=0.01, help="mu")
     p.add_argument("--iterations", type=int, default=100, help="our FISTA iterations")
     p.add_argument("--inner-max-iter", type=int, default=50)
