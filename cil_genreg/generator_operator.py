@@ -25,10 +25,12 @@ class GeneratorOperator(Operator):
         default: a 2D ImageGeometry of the generator's image shape.
     device : str, optional
         where the generator runs.
+    threads : int or None
+        CPU threads torch uses for the generator's passes (see :class:`GeneratorSpec`).
     """
 
-    def __init__(self, generator, latent_dim=None, range_geometry=None, device=None):
-        self.spec = GeneratorSpec(generator, latent_dim, device=device)
+    def __init__(self, generator, latent_dim=None, range_geometry=None, device=None, threads=1):
+        self.spec = GeneratorSpec(generator, latent_dim, device=device, threads=threads)
         h, w = self.spec.image_shape
         if range_geometry is None:
             range_geometry = ImageGeometry(voxel_num_x=w, voxel_num_y=h)
@@ -59,7 +61,7 @@ class GeneratorOperator(Operator):
 
     def direct(self, x, out=None):
         r""":math:`G(z)` as ImageData of the range geometry."""
-        with torch.inference_mode():
+        with torch.inference_mode(), self.spec.threads():
             image = self.spec(self.latent_batch(x))
         return from_tensor(image, out=out, geometry=self.range_geometry())
 
@@ -68,11 +70,12 @@ class GeneratorOperator(Operator):
         :math:`w \mapsto J_G(z)^T w` (tensors of that shape to (slices, d) tensors), from one
         forward pass; the vector–Jacobian product runs backward through the generator only."""
         zt = self.latent_batch(z).clone().requires_grad_(True)
-        with torch.enable_grad(), frozen(self.spec.module):
+        with torch.enable_grad(), frozen(self.spec.module), self.spec.threads():
             image = self.spec(zt)
 
         def pullback(w):
-            (g,) = torch.autograd.grad(image, zt, w.reshape(image.shape).to(image))
+            with self.spec.threads():
+                (g,) = torch.autograd.grad(image, zt, w.reshape(image.shape).to(image))
             return g
 
         return image.detach(), pullback

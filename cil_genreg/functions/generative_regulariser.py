@@ -58,6 +58,9 @@ class GenerativeRegulariser(Function):
         seeds the random restarts.
     device : str, optional
         "cpu" or "cuda[:k]"; default the generator's.
+    threads : int or None
+        CPU threads torch uses in the latent step (restored afterwards); default 1, which is
+        fastest for the many small passes of a latent step; None leaves torch's setting.
 
     Attributes
     ----------
@@ -74,11 +77,11 @@ class GenerativeRegulariser(Function):
 
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
                  max_iter=50, tol=1e-6, adaptive_tol=True, tol_max=1e-3, restarts=0,
-                 warm_start=True, init="auto", seed=None, device=None, lr=None):
+                 warm_start=True, init="auto", seed=None, device=None, lr=None, threads=1):
         super().__init__()
         self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser, max_iter=max_iter,
                                    tol=tol, lr=lr, restarts=restarts, warm_start=warm_start,
-                                   seed=seed, device=device)
+                                   seed=seed, device=device, threads=threads)
         if init not in self.INITS:
             raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
         encode = getattr(self.generator, "encode", None)

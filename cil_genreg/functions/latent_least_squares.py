@@ -43,6 +43,8 @@ class LatentLeastSquares(Function):
         and :math:`z = 0` (an estimate: :math:`f` is not globally Lipschitz-smooth).
     device : str, optional
         where the generator runs.
+    threads : int or None
+        CPU threads torch uses for the generator's passes (default 1; None: torch's).
 
     Attributes
     ----------
@@ -53,12 +55,12 @@ class LatentLeastSquares(Function):
         :math:`z \mapsto G(z)`.
     """
 
-    def __init__(self, A, generator, y, c=1.0, latent_dim=None, L=None, device=None):
+    def __init__(self, A, generator, y, c=1.0, latent_dim=None, L=None, device=None, threads=1):
         if not isinstance(c, numbers.Real):
             raise TypeError(f"c must be a number, got {type(c).__name__}")
         self.generator_operator = GeneratorOperator(generator, latent_dim,
                                                     range_geometry=A.domain_geometry(),
-                                                    device=device)
+                                                    device=device, threads=threads)
         if tuple(y.shape) != tuple(A.range_geometry().shape):
             raise ValueError(f"y has shape {tuple(y.shape)} but A's range has shape "
                              f"{tuple(A.range_geometry().shape)}.")
@@ -86,8 +88,9 @@ class LatentLeastSquares(Function):
         return self._residual
 
     def __call__(self, z):
-        with torch.inference_mode():
-            image = self.generator_operator.spec(self.generator_operator.latent_batch(z))
+        spec = self.generator_operator.spec
+        with torch.inference_mode(), spec.threads():
+            image = spec(self.generator_operator.latent_batch(z))
         return self.c * self._residual_of(image).squared_norm()
 
     def gradient(self, z, out=None):
@@ -115,7 +118,7 @@ class LatentLeastSquares(Function):
         d = spec.latent_dim
         points = [torch.zeros(1, d)] + [torch.randn(1, d, generator=rng) for _ in range(samples)]
         largest = 0.0
-        with frozen(spec.module):
+        with frozen(spec.module), spec.threads():
             for z in points:
                 z = z.to(spec.device)
                 u = torch.randn(1, d, generator=rng).to(spec.device)

@@ -106,9 +106,10 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
     Parameters
     ----------
     fg : callable
-        ``fg(z) -> (f, g, aux)`` with ``z`` of shape (B, d), values ``f`` (B,) and gradients
-        ``g`` (B, d) of each :math:`f_b` at :math:`z_b`, and any by-product ``aux`` with a
-        leading batch dimension (e.g. the generated images), returned for the final points.
+        ``fg(z, rows) -> (f, g, aux)``: for the problems ``rows`` (an index tensor, or None
+        for all) at points ``z`` (len(rows), d), their values ``f``, gradients ``g`` and any
+        by-product ``aux`` with a leading batch dimension (e.g. the generated images),
+        returned for the final points. Only problems still running are evaluated.
     z : torch.Tensor
         (B, d) starting points (not modified).
     memory : LBFGSMemory or BFGSMemory
@@ -133,7 +134,7 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
     if memory.batch not in (None, batch):
         memory = type(memory)() if isinstance(memory, BFGSMemory) else LBFGSMemory(memory.history_size)
     memory.batch = batch
-    f, g, aux = fg(z)
+    f, g, aux = fg(z, None)
     evaluations = 1
     active = ~_stationary(f, g, z, tol)
     eps = torch.finfo(z.dtype).eps
@@ -149,22 +150,27 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
             direction[uphill] = -g[uphill]
             slope = torch.where(uphill, -(g * g).sum(dim=1), slope)
         direction *= active[:, None]
+        z_new, f_new, g_new, aux_new = z.clone(), f.clone(), g.clone(), aux.clone()
         step = torch.ones(batch, dtype=z.dtype, device=z.device)
         # near a minimum, values change by less than their rounding error: allow that much
         slack = 4 * eps * f.abs()
+        pending = active.clone()
         for _ in range(MAX_BACKTRACKS):
-            z_new = z + step[:, None] * direction
-            f_new, g_new, aux_new = fg(z_new)
+            rows = None if bool(pending.all()) else pending.nonzero().squeeze(1)
+            sel = slice(None) if rows is None else rows
+            z_try = z[sel] + step[sel, None] * direction[sel]
+            f_try, g_try, aux_try = fg(z_try, rows)
             evaluations += 1
-            accepted = (f_new <= f + ARMIJO * step * slope + slack) | ~active
-            if bool(accepted.all()):
+            ok = f_try <= f[sel] + ARMIJO * step[sel] * slope[sel] + slack[sel]
+            done = torch.arange(batch, device=z.device)[sel][ok]
+            z_new[done], f_new[done], g_new[done], aux_new[done] = \
+                z_try[ok], f_try[ok], g_try[ok], aux_try[ok]
+            pending[done] = False
+            if not bool(pending.any()):
                 break
-            step = torch.where(accepted, step, 0.5 * step)
-        else:  # no decrease found for some: keep them where they are and stop them
-            stuck = ~accepted
-            z_new[stuck], f_new[stuck], g_new[stuck] = z[stuck], f[stuck], g[stuck]
-            aux_new[stuck] = aux[stuck]
-            active = active & accepted
+            step[pending] *= 0.5
+        else:  # no decrease found for some: they stay where they are and stop
+            active = active & ~pending
         s = z_new - z
         memory.update(s, g_new - g)
         stalled = s.abs().amax(dim=1) <= 4 * eps * (1 + z.abs().amax(dim=1))

@@ -81,6 +81,8 @@ class LatentSolver:
         L-BFGS, when the largest gradient entry is below ``tol`` times its starting size).
     history_size : int
         L-BFGS curvature pairs kept per problem.
+    threads : int or None
+        CPU threads while solving (see :class:`GeneratorSpec`); default 1.
     lr : float, optional
         step size: 1.0 for L-BFGS (a line search scales it), 0.05 for Adam.
     restarts : int
@@ -99,8 +101,8 @@ class LatentSolver:
 
     def __init__(self, generator, latent_dim=None, *, optimiser="auto", max_iter=100,
                  tol=1e-6, lr=None, restarts=0, restart_std=1.0, warm_start=True, seed=None,
-                 device=None, history_size=8):
-        self.generator = GeneratorSpec(generator, latent_dim, device=device)
+                 device=None, history_size=8, threads=1):
+        self.generator = GeneratorSpec(generator, latent_dim, device=device, threads=threads)
         if optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
         if int(max_iter) < 1:
@@ -195,13 +197,14 @@ class LatentSolver:
         c = float(c)
         G = self.generator.module
 
-        def objective(zz):
+        def objective(zz, rows=None):
             stats.generator_calls += 1
             stats.generator_images += zz.shape[0]
             image = G(zz)
-            return misfit(image, target_rep) + c * zz.square().sum(dim=1), image
+            wanted = target_rep if rows is None else target_rep[rows]
+            return misfit(image, wanted) + c * zz.square().sum(dim=1), image
 
-        with torch.enable_grad(), frozen(G):
+        with torch.enable_grad(), frozen(G), self.generator.threads():
             if self.optimiser in ("bfgs", "lbfgs"):
                 z, values, images, iterations = self._run_quasi_newton(z, objective, tol, key)
             else:
@@ -221,9 +224,9 @@ class LatentSolver:
         return BFGSMemory() if self.optimiser == "bfgs" else LBFGSMemory(self.history_size)
 
     def _run_quasi_newton(self, z, objective, tol, key):
-        def fg(zz):
+        def fg(zz, rows):
             zz = zz.detach().requires_grad_(True)
-            values, images = objective(zz)
+            values, images = objective(zz, rows)
             (grad,) = torch.autograd.grad(values.sum(), zz)
             return values.detach(), grad, images.detach()
 
