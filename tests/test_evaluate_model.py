@@ -69,3 +69,13 @@ def test_cli_evaluate_model(tmp_path, capsys):
     assert (out / "evaluation.png").stat().st_size > 10_000
     assert main(["evaluate-model", str(tmp_path / "missing.safetensors"), "--data", "shapes",
                  "--out", str(out)]) == 1
+
+
+def test_cli_evaluate_pretrained_by_name(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["evaluate-model", "mnist-vae", "--data", "mnist", "--n", "4", "--steps", "3",
+                 "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["info"]["dataset"] == "mnist" and report["info"]["split"] == "test"
+    assert report["info"]["model_metadata"]["split"] == "train"
+    assert report["latent_distribution"]["latent_dim"] == 32

