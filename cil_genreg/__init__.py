@@ -24,6 +24,7 @@ from .functions import (  # noqa: E402
 )
 from .generator_operator import GeneratorOperator  # noqa: E402
 from .bridge import as_tensor, from_tensor, CILOperatorFunction, cil_operator_to_torch  # noqa: E402
+from . import datasets, models  # noqa: E402
 
 __version__ = "0.1.0"
 
