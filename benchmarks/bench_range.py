@@ -131,11 +131,7 @@ def ours_range(G, A, y, x_true, alpha, iterations, norm_A2, inner_max_iter=50):
 
 
 def run(args):
-    common.apply_threads(args)
-    info = common.machine_info()
-    common.print_machine(info)
-    G, model_desc = common.load_generator(args.model)
-    images, data_desc = common.load_digits(args.digits, args.data)
+    info, G, model_desc, images, data_desc = common.start(args)
     print(f"model: {model_desc}; data: {data_desc}; {len(images)} digits; {args.angles} angles, "
           f"noise {args.noise} x sinogram max; alpha={args.alpha}")
     methods = [m for m in args.methods.split(",") if m]

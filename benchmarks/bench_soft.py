@@ -148,11 +148,7 @@ def ours(G, A, y, x_true, lam, mu, iterations, norm_A2, init="auto", inner_max_i
 
 
 def run(args):
-    common.apply_threads(args)
-    info = common.machine_info()
-    common.print_machine(info)
-    G, model_desc = common.load_generator(args.model)
-    images, data_desc = common.load_digits(args.digits, args.data)
+    info, G, model_desc, images, data_desc = common.start(args)
     print(f"model: {model_desc}; data: {data_desc}; {len(images)} digits; "
           f"{args.angles} angles, noise {args.noise} x sinogram max; lam={args.lam}, mu={args.mu}")
     variants = [v for v in args.variants.split(",") if v]

@@ -175,6 +175,17 @@ def _as_image_array(obj):
     return np.asarray(obj, dtype=np.float32).reshape(-1, *IMAGE_SHAPE)
 
 
+def start(args):
+    """What every digit benchmark does first: threads, machine report, model and digits.
+    Returns (machine info, generator, model description, images, data description)."""
+    apply_threads(args)
+    info = machine_info()
+    print_machine(info)
+    G, model_desc = load_generator(args.model)
+    images, data_desc = load_digits(args.digits, args.data)
+    return info, G, model_desc, images, data_desc
+
+
 def load_digits(n, source="auto"):
     """(n held-out MNIST digits (n, 28, 28) in [0, 1], description).
 
