@@ -47,3 +47,33 @@ def _unit(ig, k):
     e = ig.allocate(0)
     e.as_array().flat[k] = 1.0
     return e
+
+
+class _Known:
+    """A fake method whose residual ‖A x_λ − y‖² is a given function of λ: x_λ = r(λ)·e with A
+    the identity on a vector of m = 4 data, so ‖x − 0‖² = 4 r²."""
+
+    def __init__(self, residual):
+        from cil.framework import VectorGeometry
+        from cil.optimisation.operators import IdentityOperator
+        self.vg = VectorGeometry(4)
+        self.A = IdentityOperator(self.vg)
+        self.y = self.vg.allocate(0)
+        self.residual = residual
+
+    def __call__(self, lam):
+        x = self.vg.allocate(0)
+        x.fill(np.full(4, np.sqrt(self.residual(lam) / 4), np.float32))
+        return x
+
+
+def test_nonmonotone_residual_gives_the_largest_feasible_lambda():
+    # feasible (residual <= 4 sigma^2 = 4): lambda in {0.1, 1, 10}; 3 and 30 are not
+    table = {0.1: 1.0, 1.0: 2.0, 3.0: 9.0, 10.0: 3.9, 30.0: 16.0}
+    known = _Known(table.get)
+    choice = discrepancy_principle(known, known.A, known.y, 1.0, list(table))
+    assert choice.satisfied and choice.lam == 10.0
+    assert [lam for lam, _ in choice.table] == [30.0, 10.0]
+    assert choice.table[0][1] == pytest.approx(16.0, rel=1e-5)
+    # tau scales the bound: with tau = 5 (bound 20) the largest lambda fits
+    assert discrepancy_principle(known, known.A, known.y, 1.0, list(table), tau=5).lam == 30.0

@@ -2,6 +2,8 @@
 box with the shipped ``mnist-vae``, small enough to finish in about three minutes on 2 cores."""
 import os
 
+from ..experiments import METHODS
+
 NAME = "demo"
 HELP = "reconstruct held-out MNIST digits by FBP, TV and the generative regularisers"
 
@@ -21,6 +23,8 @@ def add_parser(subparsers):
     p.add_argument("--geometry", nargs="+", default=["parallel"],
                    choices=("parallel", "limited", "fan"))
     p.add_argument("--iterations", type=int, default=60, help="FISTA iterations per method")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                   help="fbp, tv, latent (range in latent space), range, soft, sparse")
     p.add_argument("--model", default="mnist-vae", help="shipped model name or checkpoint")
     p.add_argument("--out", default=os.path.join("outputs", "demo"), help="output folder")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -32,7 +36,7 @@ def add_parser(subparsers):
 def run(args):
     from ..experiments import mnist_comparison
     mnist_comparison(n=args.n, angles=args.angles, geometries=args.geometry,
-                     iterations=args.iterations, model=args.model, lambdas=DEMO_LAMBDAS,
-                     out=args.out, device=args.device, seed=args.seed,
+                     iterations=args.iterations, methods=args.methods, model=args.model,
+                     lambdas=DEMO_LAMBDAS, out=args.out, device=args.device, seed=args.seed,
                      progress=not args.quiet)
     return 0

@@ -1,0 +1,195 @@
+"""``cil-genreg reconstruct``: one method on a user's tomographic data, the image written out.
+
+The data: a sinogram (angles × detector pixels) as ``.npy`` with its geometry from
+``--angles ANGLES.npy`` (degrees) or ``--angles-deg N`` (N angles over the ``--geometry``'s
+span), ``--panel`` and ``--image-size``; or a CIL NeXus file (``.nxs``, written by
+``cil.io.NEXUSDataWriter``), which carries its own 2D geometry.
+"""
+import math
+import os
+
+import numpy as np
+
+NAME = "reconstruct"
+HELP = "reconstruct an image from a sinogram by FBP, TV or a generative regulariser"
+
+METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
+#: default λ per method (the middle of the demos' grids, tuned on MNIST at 5 % noise)
+DEFAULT_LAMBDA = {"tv": 2.0, "latent": 1.0, "range": 0.3, "soft": 60.0, "sparse": 30.0}
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        NAME, help=HELP,
+        description=HELP + ". Methods: fbp; tv (CIL's TotalVariation under FISTA); latent (the "
+        "range method in latent space: LatentLeastSquares + λ‖z‖² under FISTA); range, soft, "
+        "sparse (the generative regularisers under FISTA, started from FBP). With several "
+        "--lam and --sigma, λ is chosen by the discrepancy principle.")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--data", required=True,
+                   help="sinogram: .npy (angles × pixels) or CIL NeXus .nxs (with geometry)")
+    p.add_argument("--angles", help="projection angles in degrees, .npy (or .txt)")
+    p.add_argument("--angles-deg", type=int, metavar="N",
+                   help="N equispaced angles over the geometry's span (instead of --angles)")
+    p.add_argument("--geometry", default="parallel", choices=("parallel", "limited", "fan"),
+                   help="with --angles-deg: parallel (180°), limited (90°) or fan (360°; the "
+                   "fan of `cil_genreg.experiments.make_geometry`)")
+    p.add_argument("--panel", type=int, help="detector pixels (default: the sinogram's width)")
+    p.add_argument("--image-size", type=int,
+                   help="image side in pixels (default: the model's, else panel/√2)")
+    p.add_argument("--model", default="mnist-vae",
+                   help="shipped model name (e.g. mnist-vae, shapes-vae) or a checkpoint path")
+    p.add_argument("--lam", type=float, nargs="+",
+                   help="regularisation weight(s); default per method " + str(DEFAULT_LAMBDA))
+    p.add_argument("--sigma", type=float,
+                   help="noise standard deviation per datum: with several --lam, choose λ by "
+                   "the discrepancy principle")
+    p.add_argument("--mu", type=float, help="latent weight μ of soft / sparse")
+    p.add_argument("--iterations", type=int, default=100, help="FISTA iterations")
+    p.add_argument("--backend", default="astra", choices=("astra", "tigre"))
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--out", required=True, help="output image: .npy, .tif/.tiff or .png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def read_sinogram(args):
+    """The data as AcquisitionData, and its ImageGeometry, from the options."""
+    from cil.framework import ImageGeometry
+    from .. import experiments
+
+    path = args.data
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--data {path!r} does not exist.")
+    if path.lower().endswith((".nxs", ".nx", ".nexus")):
+        from cil.io import NEXUSDataReader
+        data = NEXUSDataReader(file_name=path).read()
+        ag = data.geometry
+        if ag is None or not hasattr(ag, "geom_type"):
+            raise ValueError(f"{path!r} holds no AcquisitionData (an acquisition geometry).")
+        if ag.dimension != "2D":
+            raise ValueError(f"{path!r} is a {ag.dimension} acquisition; `reconstruct` takes 2D "
+                             "data (use demos/volume_slicewise.py for volumes).")
+        size = args.image_size or _default_size(args, ag.pixel_num_h)
+        return data, ImageGeometry(voxel_num_x=size, voxel_num_y=size)
+    if not path.lower().endswith(".npy"):
+        raise ValueError(f"--data must be a .npy sinogram or a CIL NeXus .nxs file, got {path!r}")
+    sino = np.load(path).astype(np.float32)
+    if sino.ndim != 2:
+        raise ValueError(f"the sinogram must be 2D (angles × detector pixels), got shape "
+                         f"{sino.shape}.")
+    panel = args.panel or sino.shape[1]
+    if panel != sino.shape[1]:
+        raise ValueError(f"--panel {panel} but the sinogram has {sino.shape[1]} detector pixels.")
+    size = args.image_size or _default_size(args, panel)
+    if args.angles is not None:
+        angles = (np.loadtxt(args.angles) if args.angles.endswith(".txt")
+                  else np.load(args.angles)).astype(np.float32).ravel()
+        ig, ag = experiments.make_geometry(size, len(angles), args.geometry, panel=panel)
+        ag.set_angles(angles)
+    elif args.angles_deg is not None:
+        ig, ag = experiments.make_geometry(size, args.angles_deg, args.geometry, panel=panel)
+        if args.geometry == "fan":
+            ag.set_panel(panel)  # the file's panel, as given
+    else:
+        raise ValueError("give the angles: --angles ANGLES.npy (degrees) or --angles-deg N.")
+    if tuple(ag.shape) != sino.shape:
+        raise ValueError(f"the geometry has data shape {tuple(ag.shape)} (angles × pixels) but "
+                         f"the sinogram has shape {sino.shape}: check --angles / --panel.")
+    data = ag.allocate(None)
+    data.fill(sino)
+    return data, ig
+
+
+def _default_size(args, panel):
+    if args.method not in ("fbp", "tv"):
+        from ..experiments import load_generator
+        args._generator = load_generator(args.model)
+        return int(args._generator.image_shape[-1])
+    return int(math.floor(panel / math.sqrt(2)))
+
+
+def write_image(image, path):
+    """Write a 2D array to ``.npy`` (as is), ``.tif``/``.tiff`` (float32) or ``.png`` (clipped
+    to [0, 1], 8 bit)."""
+    low = path.lower()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if low.endswith(".npy"):
+        np.save(path, image)
+    elif low.endswith((".tif", ".tiff")):
+        try:
+            import tifffile
+            tifffile.imwrite(path, image.astype(np.float32))
+        except ImportError:
+            from PIL import Image
+            Image.fromarray(image.astype(np.float32), mode="F").save(path)
+    elif low.endswith(".png"):
+        from PIL import Image
+        Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(path)
+    else:
+        raise ValueError(f"--out must end in .npy, .tif, .tiff or .png, got {path!r}")
+    return path
+
+
+def run(args):
+    from .. import experiments
+    from ..parameter_choice import discrepancy_principle
+
+    if args.out and not args.out.lower().endswith((".npy", ".tif", ".tiff", ".png")):
+        raise ValueError(f"--out must end in .npy, .tif, .tiff or .png, got {args.out!r}")
+    y, ig = read_sinogram(args)
+    A = experiments.make_projector(ig, y.geometry, args.backend, args.device)
+    x0, label = experiments.initial_reconstruction(A, y, args.backend, args.device)
+    if args.method == "fbp":
+        image, lam = x0, None
+        if label != "FBP":
+            print(f"(no FBP for this geometry on {args.device}: {label} instead)")
+    else:
+        generator = None
+        if args.method != "tv":
+            generator = getattr(args, "_generator", None) or \
+                experiments.load_generator(args.model)
+        lams = args.lam or [DEFAULT_LAMBDA[args.method]]
+        if len(lams) > 1 and args.sigma is None:
+            raise ValueError("several --lam need --sigma (the noise level) to choose among them "
+                             "by the discrepancy principle.")
+        opts = {} if args.method == "tv" or args.device == "cpu" else {"device": args.device}
+        if args.mu is not None and args.method in ("soft", "sparse"):
+            opts["mu"] = args.mu
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(lams) * args.iterations, desc=f"{args.method}",
+                   disable=args.quiet)
+
+        def solve(lam):
+            bar.set_postfix(lam=lam)
+            return experiments.reconstruct(args.method, A, y, lam, generator, x0=x0,
+                                           iterations=args.iterations,
+                                           callbacks=[_TqdmCallback(bar)], **opts)
+
+        if len(lams) == 1:
+            lam, image = lams[0], solve(lams[0])
+        else:
+            choice = discrepancy_principle(solve, A, y, args.sigma, lams)
+            lam, image = choice.lam, choice.x
+            for value, residual in choice.table:
+                print(f"λ = {value:g}: ‖Ax − y‖² = {residual:.4g} (bound {choice.bound:.4g})")
+            print(f"discrepancy principle: λ = {lam:g}"
+                  + ("" if choice.satisfied else " (no λ fits the noise level: the smallest "
+                     "residual)"))
+        bar.close()
+    array = np.asarray(image.as_array(), dtype=np.float32)
+    write_image(array, args.out)
+    residual = (A.direct(image) - y).norm()
+    print(f"{args.method}{'' if lam is None else f' (λ = {lam:g})'}: image {array.shape} written "
+          f"to {args.out}; ‖Ax − y‖ = {residual:.4g}")
+    return 0
+
+
+class _TqdmCallback:
+    """A CIL callback advancing a tqdm bar by one per outer iteration."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def __call__(self, algorithm):
+        self.bar.update()
