@@ -34,6 +34,7 @@ LAMBDAS = {"tv": (0.3, 1.0, 2.0, 4.0, 8.0), "latent": (0.1, 0.3, 1.0, 3.0, 10.0)
            "sparse": (1.0, 3.0, 10.0, 30.0, 100.0)}
 MU = {"soft": 1e-3, "sparse": 1e-2}
 CHOICES = ("initial", "discrepancy", "fixed", "best")
+STARTS = ("fbp", "tv")
 
 
 # -- the forward problem ---------------------------------------------------------------------
@@ -334,13 +335,16 @@ def _encoded(generator, x0, f):
 
 def compare(images, generator, angles=10, geometry="parallel", noise=0.05, methods=METHODS,
             lambdas=None, iterations=100, backend="astra", device="cpu", seed=0,
-            progress=True, mu=None, tv_per_slice=False):
+            progress=True, mu=None, tv_per_slice=False, start_from="fbp"):
     """Reconstruct each image by each method over its λ grid; keep, per method, the λ of the
     discrepancy principle and the best λ against the ground truth.
 
     ``images`` is a stack (N, H, W) of 2D problems, or (N, slices, H, W) of 3D parallel-beam
     volumes (each regularised slice by slice through the generator, in one batch). ``mu``
-    overrides :data:`MU` per method (e.g. ``{"soft": 1e-2}``).
+    overrides :data:`MU` per method (e.g. ``{"soft": 1e-2}``). ``start_from``: the start of
+    the generative methods, "fbp" (the initial reconstruction, and its encoding for the latent
+    method) or "tv" (the TV image at the λ the discrepancy principle chose: no ground truth is
+    used; TV at the middle of its grid when "tv" is not among the methods).
 
     Returns
     -------
@@ -351,6 +355,10 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     """
     from tqdm.auto import tqdm
     lambdas = dict(LAMBDAS, **(lambdas or {}))
+    if start_from not in STARTS:
+        raise ValueError(f"start_from must be one of {STARTS}, got {start_from!r}")
+    order = {m: i for i, m in enumerate(METHODS)}
+    methods = sorted(methods, key=lambda m: order.get(m, 99))  # fbp, tv first
     rng = np.random.default_rng(seed)
     images = np.asarray(images)
     size = images.shape[-1]
@@ -369,15 +377,21 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
         y, sigma = add_noise(A.direct(truth), noise, rng)
         x0, x0_label = initial_reconstruction(A, y, backend, device)
         recons = {}
+        start = x0
         for method in methods:
             if method == "fbp":
                 recons[method] = ("initial", None, x0)
                 bar.update()
                 continue
+            if method != "tv" and start is x0 and start_from == "tv":
+                start = tv_start if "tv" in recons else reconstruct(
+                    "tv", A, y, lambdas["tv"][len(lambdas["tv"]) // 2], x0=x0,
+                    iterations=iterations, tv_per_slice=tv_per_slice)
             found = {}
 
             def run(lam, method=method):
-                x = reconstruct(method, A, y, lam, generator, x0=x0, iterations=iterations,
+                x = reconstruct(method, A, y, lam, generator,
+                                x0=x0 if method == "tv" else start, iterations=iterations,
                                 mu=mu.get(method), tv_per_slice=tv_per_slice,
                                 **(gen_opts if method != "tv" else {}))
                 found[lam] = x
@@ -394,6 +408,8 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
             best = max(found, key=lambda lam: psnr(found[lam], truth))
             recons[method] = ("discrepancy", choice.lam, choice.x)
             recons[method + "*"] = ("best", best, found[best])
+            if method == "tv":
+                tv_start = choice.x  # TV at the discrepancy principle's λ: no ground truth
         for key, (choice, lam, x) in recons.items():
             rows.append({"image": k, "angles": angles, "geometry": geometry,
                          "method": key.rstrip("*") if key != "fbp" else x0_label.lower(),
@@ -467,7 +483,7 @@ def held_out_digits(n, seed=0):
 def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05,
                      iterations=100, methods=METHODS, model="mnist-vae", lambdas=None,
                      out=os.path.join("outputs", "mnist"), backend="astra", device="cpu",
-                     seed=0, progress=True, echo=print):
+                     seed=0, progress=True, echo=print, start_from="fbp"):
     """The talk's comparison on held-out MNIST digits, for each geometry and angle count:
     tables (``mnist_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in
     ``out``; the tables and soft's margin over TV are printed. Returns the summary rows."""
@@ -475,14 +491,15 @@ def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05
                           angles=angles, geometries=geometries, noise=noise,
                           iterations=iterations, methods=methods, lambdas=lambdas, out=out,
                           backend=backend, device=device, seed=seed, progress=progress,
-                          echo=echo, meta={"model": model, "data": "MNIST test split"},
-                          targets=SOFT_OVER_TV_TARGET)
+                          echo=echo, meta={"model": model, "data": "MNIST test split",
+                                           "start": start_from},
+                          targets=SOFT_OVER_TV_TARGET, start_from=start_from)
 
 
 def run_comparison(images, generator, name, angles=(10, 30), geometries=("parallel",),
                    noise=0.05, iterations=100, methods=METHODS, lambdas=None, out="outputs",
                    backend="astra", device="cpu", seed=0, progress=True, echo=print,
-                   meta=None, targets=None, title=None, mu=None):
+                   meta=None, targets=None, title=None, mu=None, start_from="fbp"):
     """:func:`compare` for each geometry and angle count, with the outputs: tables
     (``NAME_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in ``out``;
     the tables and soft's margin over TV are printed (``targets``: angles → dB soft should
@@ -494,7 +511,7 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
             results = compare(images, generator, angles=count, geometry=geometry, noise=noise,
                               methods=methods, lambdas=lambdas, iterations=iterations,
                               backend=backend, device=device, seed=seed, progress=progress,
-                              mu=mu)
+                              mu=mu, start_from=start_from)
             stem = f"{name}_{geometry}_{count}"
             save_results(results, out, stem)
             talk_figure(results["examples"], os.path.join(out, stem + ".png"),
@@ -551,6 +568,9 @@ def demo_parser(description, n, out, model, angles=(10, 30), geometries=GEOMETRI
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="projector and generator device")
     p.add_argument("--seed", type=int, default=0, help="seed of the image choice and the noise")
+    p.add_argument("--start", default="fbp", choices=STARTS,
+                   help="start of the generative methods: the FBP image (its encoding for the "
+                   "latent range method) or the TV image at the discrepancy principle's λ")
     p.add_argument("--quick", action="store_true",
                    help="at most 2 images, 30 iterations, 2 λ per method: a smoke run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -79,7 +79,7 @@ def main(argv=None):
         images, generator, "knee", angles=args.angles, geometries=args.geometry,
         noise=args.noise, iterations=args.iterations, methods=args.methods, lambdas=lambdas,
         out=args.out, backend=args.backend, device=args.device, seed=args.seed,
-        progress=not args.no_progress, title="fastMRI knee",
+        progress=not args.no_progress, title="fastMRI knee", start_from=args.start,
         meta={"model": args.model, "data": os.path.abspath(args.data)})
     print("\nthe talk's numbers (its knee model and noise; PSNR in dB):")
     for count, row in TALK.items():

@@ -42,7 +42,7 @@ def main(argv=None):
         n=args.n, angles=args.angles, geometries=args.geometry, noise=args.noise,
         iterations=args.iterations, methods=args.methods, model=args.model, lambdas=lambdas,
         out=args.out, backend=args.backend, device=args.device, seed=args.seed,
-        progress=not args.no_progress)
+        progress=not args.no_progress, start_from=args.start)
     return {"summary": summary, "out": args.out}
 
 

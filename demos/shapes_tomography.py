@@ -61,6 +61,7 @@ def main(argv=None):
         geometries=args.geometry, noise=args.noise, iterations=args.iterations,
         methods=args.methods, lambdas=lambdas, out=args.out, backend=args.backend,
         device=args.device, seed=args.seed, progress=not args.no_progress, mu=MU,
+        start_from=args.start,
         meta={"model": args.model, "data": "shapes, held-out stream"}, title="shapes")
     return {"summary": summary, "out": args.out}
 

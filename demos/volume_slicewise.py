@@ -98,7 +98,8 @@ def main(argv=None):
                 volumes, generator, angles=count, geometry=geometry, noise=args.noise,
                 methods=args.methods, lambdas=lambdas, iterations=args.iterations,
                 backend=args.backend, device=args.device, seed=args.seed,
-                progress=not args.no_progress, tv_per_slice=not args.tv_3d)
+                progress=not args.no_progress, tv_per_slice=not args.tv_3d,
+                start_from=args.start)
             stem = f"volume_{args.dataset}_{geometry}_{count}"
             experiments.save_results(results, args.out, stem)
             volume_figure(results["examples"], os.path.join(args.out, stem + ".png"),

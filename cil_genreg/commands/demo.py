@@ -29,6 +29,9 @@ def add_parser(subparsers):
     p.add_argument("--out", default=os.path.join("outputs", "demo"), help="output folder")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", default="fbp", choices=("fbp", "tv"),
+                   help="start of the generative methods: FBP, or TV at the discrepancy "
+                   "principle's λ (better where FBP is poor, e.g. limited angle)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -38,5 +41,5 @@ def run(args):
     mnist_comparison(n=args.n, angles=args.angles, geometries=args.geometry,
                      iterations=args.iterations, methods=args.methods, model=args.model,
                      lambdas=DEMO_LAMBDAS, out=args.out, device=args.device, seed=args.seed,
-                     progress=not args.quiet)
+                     progress=not args.quiet, start_from=args.start)
     return 0

@@ -46,6 +46,11 @@ def add_parser(subparsers):
                    "the discrepancy principle")
     p.add_argument("--mu", type=float, help="latent weight μ of soft / sparse")
     p.add_argument("--iterations", type=int, default=100, help="FISTA iterations")
+    p.add_argument("--start", default="fbp", choices=("fbp", "tv"),
+                   help="start of the generative methods: the FBP image, or TV (λ = "
+                   "--start-lam) — better where FBP is poor, e.g. limited angle")
+    p.add_argument("--start-lam", type=float, default=DEFAULT_LAMBDA["tv"],
+                   help="λ of the TV start")
     p.add_argument("--backend", default="astra", choices=("astra", "tigre"))
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", required=True, help="output image: .npy, .tif/.tiff or .png")
@@ -156,6 +161,9 @@ def run(args):
         opts = {} if args.method == "tv" or args.device == "cpu" else {"device": args.device}
         if args.mu is not None and args.method in ("soft", "sparse"):
             opts["mu"] = args.mu
+        if args.start == "tv" and args.method != "tv":
+            x0 = experiments.reconstruct("tv", A, y, args.start_lam, x0=x0,
+                                         iterations=args.iterations)
         from tqdm.auto import tqdm
         bar = tqdm(total=len(lams) * args.iterations, desc=f"{args.method}",
                    disable=args.quiet)
