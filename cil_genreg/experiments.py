@@ -614,6 +614,32 @@ def format_table(summary):
     return "\n".join(lines)
 
 
+def format_markdown(summary, choices=("discrepancy", "fixed", "best")):
+    """The summary as a Markdown table: one row per method, one PSNR / SSIM column pair per λ
+    choice (for docs)."""
+    keys = list(dict.fromkeys((s["geometry"], s["angles"]) for s in summary))
+    lines = []
+    for geometry, angles in keys:
+        mine = [s for s in summary if (s["geometry"], s["angles"]) == (geometry, angles)]
+        present = [c for c in choices if any(s["choice"] == c for s in mine)]
+        lines += [f"**{geometry}, {angles} angles** ({mine[0]['images']} images)", "",
+                  "| method | " + " | ".join(f"{c} PSNR / SSIM (λ)" for c in present) + " |",
+                  "|---|" + "---|" * len(present)]
+        for method in dict.fromkeys(s["method"] for s in mine):
+            cells = []
+            for c in present:
+                hit = next((s for s in mine if s["method"] == method and s["choice"] == c),
+                           None)
+                if hit is None and c != "initial":
+                    hit = next((s for s in mine if s["method"] == method
+                                and s["choice"] == "initial"), None)
+                cells.append("" if hit is None else f"{hit['psnr']:.2f} / {hit['ssim']:.3f}" +
+                             ("" if hit["lam"] is None else f" ({hit['lam']:g})"))
+            lines.append(f"| {LABELS.get(method, method.upper())} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def save_results(results, out_dir, name="results"):
     """Write ``NAME.csv`` (every row), ``NAME.json`` (rows and summary); return the paths."""
     os.makedirs(out_dir, exist_ok=True)
