@@ -22,7 +22,7 @@ def add_parser(subparsers):
     p.add_argument("--angles", type=int, nargs="+", default=[10, 30])
     p.add_argument("--geometry", nargs="+", default=["parallel"],
                    choices=("parallel", "limited", "fan"))
-    p.add_argument("--iterations", type=int, default=60, help="FISTA iterations per method")
+    p.add_argument("--iterations", type=int, default=50, help="FISTA iterations per method")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
                    help="fbp, tv, latent (range in latent space), range, soft, sparse")
     p.add_argument("--model", default="mnist-vae", help="shipped model name or checkpoint")
