@@ -1,7 +1,6 @@
 """The demo scripts and `cil-genreg demo` on tiny configurations: they write their tables and
 figures, and the generative regularisers beat FBP on held-out images."""
 import csv
-import importlib.util
 import json
 import os
 
@@ -9,19 +8,7 @@ import pytest
 
 from cil_genreg.cli import main as cli_main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_demo(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "demos", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def best_psnr(summary, method):
-    return next(s["psnr"] for s in summary
-                if s["method"] == method and s["choice"] in ("best", "initial"))
+from demo_helpers import best_psnr, load_demo
 
 
 def test_mnist_demo_writes_tables_and_figure_and_soft_beats_fbp(tmp_path):

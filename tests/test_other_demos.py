@@ -1,20 +1,7 @@
 """The shapes, knee and slice-wise volume demos on tiny configurations."""
-import importlib.util
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_demo(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "demos", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def psnr_of(summary, method):
-    return next(s["psnr"] for s in summary
-                if s["method"] == method and s["choice"] in ("best", "initial"))
+from demo_helpers import best_psnr as psnr_of, load_demo
 
 
 def test_shapes_demo_writes_outputs_and_soft_beats_fbp(tmp_path):
