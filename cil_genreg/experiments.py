@@ -121,9 +121,14 @@ def make_projector(ig, ag, backend="astra", device="cpu"):
     if backend == "astra" and str(device).startswith(("cuda", "gpu")):
         _check_astra_gpu()
     if backend == "astra":
-        return plugin.ProjectionOperator(ig, ag, device="gpu" if device.startswith("cuda") else
-                                         device)
+        return plugin.ProjectionOperator(ig, ag, device=_astra_device(device))
     return plugin.ProjectionOperator(ig, ag)
+
+
+def _astra_device(device):
+    """CIL's ASTRA plugin names the GPU 'gpu' (anything else means its CPU code): 'cuda',
+    'cuda:0' and 'gpu' all become 'gpu'."""
+    return "gpu" if str(device).startswith(("cuda", "gpu")) else "cpu"
 
 
 def _check_astra_gpu():
@@ -231,7 +236,8 @@ def initial_reconstruction(A, y, backend="astra", device="cpu"):
             xs[k] = fbp2(data).as_array()
         return x, "FBP"
     if ag.geom_type == "parallel" or device != "cpu" or backend == "tigre":
-        fbp = _plugin(backend).FBP(ig, ag, **({"device": device} if backend == "astra" else {}))
+        options = {"device": _astra_device(device)} if backend == "astra" else {}
+        fbp = _plugin(backend).FBP(ig, ag, **options)
         return fbp(y), "FBP"
     from cil.optimisation.algorithms import CGLS
     cgls = CGLS(initial=ig.allocate(0), operator=A, data=y, update_objective_interval=1000)
@@ -493,7 +499,7 @@ def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05
                           backend=backend, device=device, seed=seed, progress=progress,
                           echo=echo, meta={"model": model, "data": "MNIST test split",
                                            "start": start_from},
-                          targets=SOFT_OVER_TV_TARGET, start_from=start_from)
+                          targets=SOFT_OVER_TV_TARGET, start_from=start_from, title="MNIST")
 
 
 def run_comparison(images, generator, name, angles=(10, 30), geometries=("parallel",),

@@ -1,0 +1,40 @@
+"""Pieces of cil_genreg.experiments that the demo runs do not reach on a CPU-only machine."""
+import numpy as np
+
+from cil_genreg import experiments
+
+
+class _RecordingFBP:
+    devices = []
+
+    def __init__(self, ig, ag, device="gpu"):
+        self.devices.append(device)
+        self.ig = ig
+
+    def __call__(self, y):
+        return self.ig.allocate(0)
+
+
+class _FakeAstra:
+    FBP = _RecordingFBP
+
+
+def test_cuda_reaches_cil_astra_fbp_as_gpu(monkeypatch):
+    # CIL's ASTRA FBP knows only 'gpu'; anything else silently takes its CPU branch, which
+    # refuses fan beam and 3D ("Cannot process ... without a GPU")
+    monkeypatch.setattr(experiments, "_plugin", lambda backend: _FakeAstra)
+    _RecordingFBP.devices.clear()
+    for geometry in ("parallel", "fan"):
+        ig, ag = experiments.make_geometry(16, 6, geometry)
+
+        class A:
+            def domain_geometry(self):
+                return ig
+
+            def range_geometry(self):
+                return ag
+        x, label = experiments.initial_reconstruction(A(), ag.allocate(0), device="cuda")
+        assert label == "FBP" and x.shape == ig.shape
+    assert _RecordingFBP.devices == ["gpu", "gpu"]
+    assert experiments._astra_device("cuda:1") == "gpu"
+    assert experiments._astra_device("cpu") == "cpu"
