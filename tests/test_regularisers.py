@@ -215,3 +215,21 @@ def test_bad_inputs_give_clear_errors(lin):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA|cuda"):
             SoftGenerativeRegulariser(G, mu=0.1, device="cuda")
+
+
+@pytest.mark.parametrize("cls", [SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser])
+def test_mu_zero_conjugate_raises_but_value_and_prox_work(cls, lin):
+    """With mu = 0 the conjugate is sup_z <G(z), s>, unbounded for a linear G: no value."""
+    G, W, b, ig, x = lin
+    R = cls(G, mu=0.0, **TIGHT)
+    s = 0.5 * (ig.allocate("random", seed=2) - 0.5)
+    with pytest.raises(ValueError, match=r"mu > 0.*coercive"):
+        R.convex_conjugate(s)
+    assert math.isfinite(R(x))
+    p = R.proximal(x, 0.3)
+    assert np.isfinite(p.as_array()).all()
+    if cls is SoftGenerativeRegulariser:
+        # mu = 0: the least-squares fit of x, and the gradient 2(x - G(z*))
+        xv = x.as_array().ravel().astype(float)
+        z = np.linalg.lstsq(W, xv - b, rcond=None)[0]
+        assert rel_err(R.gradient(x).as_array(), 2 * (xv - W @ z - b)) < 1e-3

@@ -191,6 +191,16 @@ class GenerativeRegulariser(Function):
         moved = ((target - previous).norm() / target.norm().clamp_min(1e-12)).item()
         return min(self.tol_max, max(self.solver.tol, moved ** 2))
 
+    def _check_conjugate_mu(self):
+        r"""The conjugate's latent maximisation needs the coercive term :math:`\mu\|z\|^2`."""
+        if not self.mu > 0:
+            raise ValueError(
+                f"{type(self).__name__}.convex_conjugate needs mu > 0, got mu={self.mu}: with "
+                "mu = 0 it is sup_z <G(z), s>, a latent maximisation with no coercive term "
+                "(unbounded, or with no maximiser the solver can find), so no meaningful value "
+                "exists. Use mu > 0 for the conjugate (e.g. PDHG's dual objective); the value, "
+                "proximal map (and gradient, where there is one) work with mu = 0.")
+
     def _solve(self, misfit, target, c, key=PRIMAL, like=None):
         z0 = self._initial_latent(target, key)
         solution = self.solver.solve(misfit, target, c, z0=z0, key=key,

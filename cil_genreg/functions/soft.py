@@ -30,7 +30,8 @@ class SoftGenerativeRegulariser(GenerativeRegulariser):
     generator : torch.nn.Module
         :math:`G: (B, d) \to (B, 1, H, W)`.
     mu : float
-        :math:`\mu \ge 0`, weight of the latent prior.
+        :math:`\mu \ge 0`, weight of the latent prior (:meth:`convex_conjugate` needs
+        :math:`\mu > 0`).
     **kwargs
         latent solver and geometry options of :class:`GenerativeRegulariser`.
 
@@ -72,6 +73,7 @@ class SoftGenerativeRegulariser(GenerativeRegulariser):
 
     def convex_conjugate(self, x):
         r""":math:`R^*(s) = \frac{1}{4}\|s\|^2 + \sup_z \langle G(z), s\rangle - \mu\|z\|^2`."""
+        self._check_conjugate_mu()
         s = self._to_batch(x, "s")
         sol = self._solve(LinearMisfit(), s, self.mu, key=self.CONJUGATE)
         return (0.25 * s.square().sum() - sol.objective.sum()).item()

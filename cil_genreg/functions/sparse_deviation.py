@@ -41,7 +41,8 @@ class SparseDeviationGenerativeRegulariser(GenerativeRegulariser):
     generator : torch.nn.Module
         :math:`G: (B, d) \to (B, 1, H, W)`.
     mu : float
-        :math:`\mu \ge 0`, weight of the latent prior.
+        :math:`\mu \ge 0`, weight of the latent prior (:meth:`convex_conjugate` needs
+        :math:`\mu > 0`).
     value_delta : float
         Huber smoothing used to find the latent when evaluating :math:`R(x)`.
     **kwargs
@@ -78,6 +79,7 @@ class SparseDeviationGenerativeRegulariser(GenerativeRegulariser):
 
     def convex_conjugate(self, x):
         r""":math:`R^*(s) = \sup_z \langle G(z), s\rangle - \mu\|z\|^2 + \iota\{\|s\|_\infty \le 1\}`."""
+        self._check_conjugate_mu()
         s = self._to_batch(x, "s")
         if s.abs().max().item() > 1.0 + 1e-6:
             return math.inf
