@@ -191,3 +191,21 @@ def test_image_folder_errors(tmp_path):
         datasets.image_folder(tmp_path)
     with pytest.raises(FileNotFoundError):
         datasets.image_folder(tmp_path / "missing")
+
+
+def test_image_folder_keeps_the_8_bit_scale(tmp_path):
+    # a dim 8-bit image must stay dim (divide by 255), not be stretched to [0, 1]
+    dim = np.full((3, 10, 10), 50, np.uint8)
+    dim[:, 2:5, 2:5] = 100
+    for i, im in enumerate(dim):
+        Image.fromarray(im).save(tmp_path / f"d{i}.png")
+    np.testing.assert_allclose(datasets.image_folder(tmp_path), dim / 255.0, atol=1e-6)
+    constant = np.full((2, 8, 8), 128, np.uint8)
+    tifffile.imwrite(tmp_path / "c.tif", constant, photometric="minisblack")
+    np.testing.assert_allclose(datasets.image_folder(tmp_path / "c.tif"), constant / 255.0,
+                               atol=1e-6)
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 0] = 200
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    grey = datasets.image_folder(tmp_path / "rgb.png")
+    assert grey.shape == (1, 8, 8) and 0.1 < float(grey.max()) < 0.5  # 0.299 * 200 / 255

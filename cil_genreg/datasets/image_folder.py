@@ -10,20 +10,22 @@ EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
 def _read_file(path):
+    """The image(s) of one file, in the file's own dtype (8-bit stays uint8: its scale is
+    known); colour becomes grey."""
     ext = os.path.splitext(path)[1].lower()
     if ext in (".tif", ".tiff"):
         import tifffile
 
         a = tifffile.imread(path)
-    else:
-        from PIL import Image
+        if a.ndim == 3 and a.shape[-1] in (3, 4):
+            a = a[..., :3].mean(-1).astype(a.dtype)
+        return a
+    from PIL import Image
 
-        with Image.open(path) as im:
-            a = np.asarray(im.convert("F") if im.mode not in ("L", "I;16", "I", "F") else im)
-    a = np.asarray(a, dtype=np.float32)
-    if a.ndim == 3 and a.shape[-1] in (3, 4) and ext in (".tif", ".tiff"):
-        a = a[..., :3].mean(-1)
-    return a
+    with Image.open(path) as im:
+        if im.mode not in ("L", "I;16", "I", "F"):
+            im = im.convert("L")  # colour, palette or 1-bit: 8-bit grey
+        return np.asarray(im)
 
 
 def image_folder(path, size=None):
@@ -38,8 +40,13 @@ def image_folder(path, size=None):
     size : int, optional
         resize every image to ``size x size``.
 
-    Intensities are kept when already in [0, 1]; otherwise the whole set is scaled by
-    ``(x - min) / (max - min)`` (8-bit images: divide by 255 first).
+    Intensities: 8-bit images are divided by 255 (a dim image stays dim); other images are
+    kept when already in [0, 1], else the whole set is scaled by ``(x - min) / (max - min)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (N, H, W) in [0, 1].
     """
     if hasattr(path, "as_array") and not isinstance(path, (str, os.PathLike)):
         a = path.as_array()
@@ -57,6 +64,9 @@ def image_folder(path, size=None):
             if len(shapes) > 1:
                 raise ValueError(f"images in {path!r} differ in shape ({sorted(shapes)}); "
                                  "crop or resize them to one shape first.")
+            if len({a.dtype for a in arrays}) > 1:
+                arrays = [a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else
+                          a.astype(np.float32) for a in arrays]
             a = np.stack(arrays)
             if a.ndim == 4:
                 raise ValueError(f"{path!r} holds multi-page images; pass each TIFF stack alone.")
