@@ -67,7 +67,8 @@ class SparseDeviationGenerativeRegulariser(GenerativeRegulariser):
     def gradient(self, x, out=None):
         raise NotImplementedError(
             "SparseDeviationGenerativeRegulariser is non-smooth (an L1 distance) and has no "
-            "gradient: use it as g in a proximal algorithm (FISTA, APGD, PDHG).")
+            "gradient: use its proximal map (R.proximal), i.e. use it as g in a proximal "
+            "algorithm (FISTA, APGD, PDHG).")
 
     def proximal(self, x, tau, out=None):
         r""":math:`\text{prox}_{\tau R}(x) = G(z^*) + \text{soft}_\tau(x - G(z^*))`, with
