@@ -145,3 +145,74 @@ def test_batched_quasi_newton_solves_each_problem_as_if_alone(memory):
     # a warm start of point and curvature: the problem is solved again at once
     again = batched_quasi_newton(fg, z, kept, max_iter=200, tol=1e-10)
     assert again[3] <= 2
+
+
+class CircleGenerator(torch.nn.Module):
+    """G(z) = cos(z) p + sin(z) q (d = 1, p and q orthonormal 4 x 4 images): periodic, so
+    ||G(z) - v||^2 + c z^2 has a local minimum near each theta + 2 pi k for v = G(theta).
+    Records the batch size (and first input) of every forward pass."""
+
+    latent_dim = 1
+    image_shape = (4, 4)
+
+    def __init__(self):
+        super().__init__()
+        pq = torch.linalg.qr(torch.randn(16, 2, generator=torch.Generator().manual_seed(0)))[0]
+        self.register_buffer("pq", pq.T.contiguous())
+        self.batch_sizes, self.inputs = [], []
+
+    def forward(self, z):
+        self.batch_sizes.append(z.shape[0])
+        self.inputs.append(z.detach().clone())
+        return (torch.cos(z) * self.pq[0] + torch.sin(z) * self.pq[1]).reshape(-1, 1, 4, 4)
+
+
+@pytest.mark.parametrize("optimiser", ["bfgs", "lbfgs", "adam"])
+def test_restarts_go_through_the_generator_as_one_batch_and_the_best_is_kept(optimiser):
+    K, theta, c = 4, 1.0, 1e-3
+    G = CircleGenerator()
+    v = G(torch.tensor([[theta]])).detach()
+    kw = dict(optimiser=optimiser, max_iter=400 if optimiser == "adam" else 100, tol=1e-10,
+              lr=0.05 if optimiser == "adam" else None)
+    solver = LatentSolver(G, restarts=K, seed=0, **kw)
+    bad = theta + 4 * torch.pi  # the warm start sits in the basin of a worse local minimum
+    solver.set_warm_latent(torch.tensor([[bad]]))
+    G.batch_sizes.clear(), G.inputs.clear()  # forget the shape probe
+    sol = solver.solve(SquaredMisfit(1.0), v, c)
+
+    # one batch of K + 1 rows (warm start first, then the restarts), never row by row
+    assert G.batch_sizes[0] == K + 1
+    assert max(G.batch_sizes) == K + 1 and G.batch_sizes.count(K + 1) >= 2
+    if optimiser == "adam":
+        assert set(G.batch_sizes) == {K + 1}
+    assert len(G.batch_sizes) == solver.stats.generator_calls
+    assert sum(G.batch_sizes) == solver.stats.generator_images
+    starts = G.inputs[0]
+    assert starts[0, 0].item() == pytest.approx(bad)
+
+    # each start solved alone: a restart is strictly better than the warm start, and kept
+    alone = [LatentSolver(CircleGenerator(), warm_start=False, **kw)
+             .solve(SquaredMisfit(1.0), v, c, z0=start[None]) for start in starts]
+    values = torch.cat([a.objective for a in alone])
+    assert values.argmin() > 0 and values.min() < values[0] - 0.1
+    assert sol.objective.item() == pytest.approx(values.min().item(), rel=1e-3, abs=1e-6)
+    assert sol.z.item() == pytest.approx(theta / (1 + c), abs=1e-2)  # the global minimum
+    assert torch.allclose(sol.image, G(sol.z).detach(), atol=1e-6)
+    assert torch.equal(solver.warm_latent(), sol.z)
+
+
+def test_restarts_keep_the_best_start_of_each_target_separately():
+    """Two targets in one batch: the warm start is best for one, a restart for the other."""
+    K, c = 3, 1e-3
+    thetas = torch.tensor([[-2.0], [1.0]])
+    G = CircleGenerator()
+    v = G(thetas).detach()
+    solver = LatentSolver(G, restarts=K, seed=0, tol=1e-10)
+    warm = torch.tensor([[-2.0], [1.0 + 4 * torch.pi]])  # good for target 0, bad for target 1
+    solver.set_warm_latent(warm)
+    G.batch_sizes.clear()
+    sol = solver.solve(SquaredMisfit(1.0), v, c)
+    assert G.batch_sizes[0] == 2 * (K + 1)
+    assert torch.allclose(sol.z, thetas / (1 + c), atol=1e-2)
+    expected = (v - G(sol.z)).flatten(1).square().sum(1) + c * sol.z.square().sum(1)
+    assert torch.allclose(sol.objective, expected.detach(), rtol=1e-4, atol=1e-7)
