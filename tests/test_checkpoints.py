@@ -61,7 +61,7 @@ class _Boom:
         return (open, (self.marker, "w"))
 
 
-@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+@pytest.mark.parametrize("how", ["torch.save", "pickle", "protocol 0", "protocol 1"])
 def test_refuses_pickles_without_unpickling(tmp_path, tiny_vae, how):
     marker = tmp_path / "was-unpickled"
     boom = _Boom()
@@ -70,8 +70,9 @@ def test_refuses_pickles_without_unpickling(tmp_path, tiny_vae, how):
     if how == "torch.save":
         torch.save({"model": tiny_vae, "boom": boom}, path)
     else:
+        protocol = {"pickle": None, "protocol 0": 0, "protocol 1": 1}[how]
         with open(path, "wb") as f:
-            pickle.dump(boom, f)
+            pickle.dump({"weights": [1.0, 2.0], "boom": boom}, f, protocol=protocol)
     with pytest.raises(CheckpointError, match="pickle") as err:
         models.load(path)
     assert "models.save" in str(err.value)

@@ -17,6 +17,7 @@ truncated or corrupt file, a file without cil_genreg metadata, an unknown archit
 weights that do not match the metadata (missing, unexpected or mis-shaped tensors).
 """
 import json
+import io
 import os
 import struct
 import tempfile
@@ -98,9 +99,25 @@ def save(generator, path, metadata=None):
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: text}))
 
 
+def _is_text_protocol_pickle(path):
+    """Protocol 0/1 pickles have no magic bytes: read the start as pickle opcodes
+    (``pickletools.genops`` parses, never executes). A safetensors file fails at once: its
+    8-byte header length holds zero bytes, which are no opcode."""
+    import itertools
+    import pickletools
+    with open(path, "rb") as f:
+        start = f.read(4096)
+    try:
+        ops = list(itertools.islice(pickletools.genops(io.BytesIO(start)), 8))
+    except Exception:  # noqa: BLE001 - any parse failure: not a pickle
+        return False
+    return len(ops) == 8 or (ops and ops[-1][0].name == "STOP")
+
+
 def _refuse_pickle(path, head):
     is_zip = head[:4] == b"PK\x03\x04"
-    is_pickle = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+    is_pickle = (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or \
+        _is_text_protocol_pickle(path)
     if is_zip or is_pickle:
         raise CheckpointError(
             f"{path!r} is a {'torch.save (zip/pickle)' if is_zip else 'pickle'} file, not a "
