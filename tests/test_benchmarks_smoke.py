@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("cil.plugins.astra")
+import cil.plugins.astra  # noqa: E402,F401  (needs CIL: fails, never skips, without it)
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
