@@ -26,6 +26,11 @@ def as_tensor(x, device=None, dtype=torch.float32):
         default CPU.
     dtype : torch.dtype
         default float32.
+
+    Returns
+    -------
+    torch.Tensor
+        of the shape of ``x``.
     """
     arr = _array_of(x)
     if arr.dtype != np.float32 or not arr.flags.c_contiguous:
@@ -47,6 +52,16 @@ def from_tensor(t, out=None, geometry=None):
         filled in place and returned.
     geometry : ImageGeometry or AcquisitionGeometry, optional
         allocate a new container of this geometry when ``out`` is None.
+
+    Returns
+    -------
+    DataContainer
+        ``out``, or the new container.
+
+    Raises
+    ------
+    ValueError
+        when neither ``out`` nor ``geometry`` is given, or the number of elements differs.
     """
     if out is None:
         if geometry is None:
@@ -65,12 +80,26 @@ def from_tensor(t, out=None, geometry=None):
 
 
 class CILOperatorFunction(torch.autograd.Function):
-    """``y = A x`` for a CIL linear operator ``A`` as a torch autograd function.
+    r"""A CIL linear operator :math:`A` as a torch autograd function, called as
+    ``CILOperatorFunction.apply(x, A)``:
 
-    ``x`` has the shape of ``A``'s domain, or a leading batch dimension (and optionally a
-    channel of 1) in front of it: ``(B, *domain)`` or ``(B, 1, *domain)``; each element is
-    projected in turn. The backward pass applies ``A.adjoint`` to the incoming gradient.
-    Use through :func:`cil_operator_to_torch`.
+    .. math:: y = A x, \qquad \frac{\partial L}{\partial x} = A^T \frac{\partial L}{\partial y}
+
+    (forward ``A.direct``, backward ``A.adjoint``). Use through :func:`cil_operator_to_torch`.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        of the shape of ``A``'s domain, or with leading batch dimensions (and optionally a
+        channel of 1) in front of it: ``(B, *domain)`` or ``(B, 1, *domain)``; each element is
+        projected in turn.
+    operator : cil LinearOperator
+        :math:`A`.
+
+    Returns
+    -------
+    torch.Tensor
+        :math:`A x`, of shape ``(*lead, *range)``, on the device and dtype of ``x``.
     """
 
     @staticmethod
@@ -110,7 +139,12 @@ def _apply(operator, x, adjoint):
 
 class CILOperatorModule(torch.nn.Module):
     """A CIL linear operator as a :class:`torch.nn.Module`: ``module(x) = A x`` with autograd
-    (the backward pass is ``A.adjoint``). ``module.adjoint(y)`` applies the adjoint."""
+    (the backward pass is ``A.adjoint``). ``module.adjoint(y)`` applies the adjoint.
+
+    Parameters
+    ----------
+    operator : cil LinearOperator
+    """
 
     def __init__(self, operator):
         super().__init__()
@@ -124,8 +158,26 @@ class CILOperatorModule(torch.nn.Module):
 
 
 def cil_operator_to_torch(operator):
-    """Wrap a CIL linear operator (e.g. ``cil.plugins.astra.ProjectionOperator``) so that it
-    can be used in a torch graph: ``A_t = cil_operator_to_torch(A); loss = (A_t(x) - y).square().sum()``.
+    r"""Wrap a CIL linear operator (e.g. ``cil.plugins.astra.ProjectionOperator``) for torch
+    graphs: ``A_t = cil_operator_to_torch(A); loss = (A_t(x) - y).square().sum()``,
+
+    .. math:: A_t(x) = A x, \qquad \text{backward: } w \mapsto A^T w .
+
+    Parameters
+    ----------
+    operator : cil LinearOperator
+        :math:`A`.
+
+    Returns
+    -------
+    CILOperatorModule
+        a :class:`torch.nn.Module` applying :math:`A` to batches (see
+        :class:`CILOperatorFunction`); its ``adjoint(y)`` applies :math:`A^T`.
+
+    Raises
+    ------
+    ValueError
+        when ``operator.is_linear()`` is False.
     """
     if hasattr(operator, "is_linear") and not operator.is_linear():
         raise ValueError("cil_operator_to_torch needs a linear operator (its backward pass is "

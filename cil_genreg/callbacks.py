@@ -25,6 +25,8 @@ class LatentSolverCallback(Callback):
         ground truth for the PSNR.
     data_range : float, optional
         :math:`r`; default the range of ``truth``.
+    verbose : int
+        print each record when nonzero.
 
     Attributes
     ----------
@@ -47,6 +49,13 @@ class LatentSolverCallback(Callback):
         self._last = self.regulariser.stats.as_dict()
 
     def __call__(self, algorithm):
+        """Append this iteration's record to :attr:`history` (CIL calls it after each one).
+
+        Parameters
+        ----------
+        algorithm : cil Algorithm
+            the running outer algorithm.
+        """
         now = self.regulariser.stats.as_dict()
         record = {"iteration": algorithm.iteration,
                   "inner_iterations": now["iterations"] - self._last["iterations"],

@@ -47,7 +47,23 @@ class GeneratorOperator(Operator):
         return False
 
     def latent_batch(self, z):
-        """The latent VectorData (or array) as a (slices, d) tensor on the generator's device."""
+        """The latent VectorData (or array) as a (slices, d) tensor on the generator's device.
+
+        Parameters
+        ----------
+        z : VectorData or numpy.ndarray
+            of ``slices * d`` entries.
+
+        Returns
+        -------
+        torch.Tensor
+            (slices, d), float32.
+
+        Raises
+        ------
+        ValueError
+            for the wrong number of entries, or NaN or Inf values.
+        """
         t = as_tensor(z, device=self.spec.device)
         expected = self.n_slices * self.spec.latent_dim
         if t.numel() != expected:
@@ -60,15 +76,43 @@ class GeneratorOperator(Operator):
         return t.reshape(self.n_slices, self.spec.latent_dim)
 
     def direct(self, x, out=None):
-        r""":math:`G(z)` as ImageData of the range geometry."""
+        r"""The generated image :math:`x = G(z)` (each slice from its own latent).
+
+        Parameters
+        ----------
+        x : VectorData
+            the latent :math:`z`, in the domain geometry.
+        out : ImageData, optional
+            filled in place and returned.
+
+        Returns
+        -------
+        ImageData
+            in the range geometry.
+        """
         with torch.inference_mode(), self.spec.threads():
             image = self.spec(self.latent_batch(x))
         return from_tensor(image, out=out, geometry=self.range_geometry())
 
     def linearise(self, z):
-        r""":math:`G(z)` (a tensor of shape (slices, 1, H, W)) and the map
-        :math:`w \mapsto J_G(z)^T w` (tensors of that shape to (slices, d) tensors), from one
-        forward pass; the vector–Jacobian product runs backward through the generator only."""
+        r"""Linearise :math:`G` at :math:`z` from one forward pass:
+
+        .. math:: G(z), \qquad w \mapsto J_G(z)^T w .
+
+        The vector–Jacobian product runs backward through the generator only.
+
+        Parameters
+        ----------
+        z : VectorData or numpy.ndarray
+            the latent, in the domain geometry.
+
+        Returns
+        -------
+        image : torch.Tensor
+            :math:`G(z)`, (slices, 1, H, W).
+        pullback : callable
+            maps a tensor ``w`` of that shape to :math:`J_G(z)^T w`, (slices, d).
+        """
         zt = self.latent_batch(z).clone().requires_grad_(True)
         with torch.enable_grad(), frozen(self.spec.module), self.spec.threads():
             image = self.spec(zt)
@@ -81,7 +125,22 @@ class GeneratorOperator(Operator):
         return image.detach(), pullback
 
     def adjoint_jacobian(self, z, w, out=None):
-        r""":math:`J_G(z)^T w`, for an image ``w``, as VectorData of the domain."""
+        r"""The adjoint of the Jacobian, :math:`J_G(z)^T w`, applied to an image ``w``.
+
+        Parameters
+        ----------
+        z : VectorData
+            where :math:`G` is linearised, in the domain geometry.
+        w : ImageData
+            in the range geometry.
+        out : VectorData, optional
+            filled in place and returned.
+
+        Returns
+        -------
+        VectorData
+            in the domain geometry.
+        """
         _, pullback = self.linearise(z)
         g = pullback(as_tensor(w, device=self.spec.device))
         return from_tensor(g, out=out, geometry=self.domain_geometry())

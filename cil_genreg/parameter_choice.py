@@ -4,9 +4,22 @@ from dataclasses import dataclass, field
 
 @dataclass
 class DiscrepancyChoice:
-    """What :func:`discrepancy_principle` chose: ``lam`` and its reconstruction ``x``; the
-    ``table`` of (λ, ‖A x_λ − y‖²) it evaluated; the ``bound`` τ m σ²; and whether some λ met
-    it (``satisfied``; if none did, the λ with the smallest residual is returned)."""
+    r"""What :func:`discrepancy_principle` chose.
+
+    Parameters
+    ----------
+    lam : float
+        the chosen λ.
+    x : DataContainer
+        its reconstruction.
+    bound : float
+        :math:`\tau m \sigma^2`.
+    satisfied : bool
+        whether some λ met the bound (if none did, the λ with the smallest residual is
+        returned).
+    table : list of (float, float)
+        the (λ, :math:`\|A x_\lambda - y\|^2`) evaluated, largest λ first.
+    """
     lam: float
     x: object
     bound: float
@@ -32,6 +45,7 @@ def discrepancy_principle(reconstruct, A, y, sigma, lambdas, tau=1.0):
     reconstruct : callable
         ``reconstruct(lam)`` returns a DataContainer in ``A``'s domain.
     A : LinearOperator
+        the forward operator.
     y : DataContainer
         data.
     sigma : float
@@ -44,6 +58,11 @@ def discrepancy_principle(reconstruct, A, y, sigma, lambdas, tau=1.0):
     Returns
     -------
     DiscrepancyChoice
+
+    Raises
+    ------
+    ValueError
+        when ``lambdas`` is empty or ``sigma`` is negative.
     """
     lambdas = sorted({float(lam) for lam in lambdas}, reverse=True)
     if not lambdas:

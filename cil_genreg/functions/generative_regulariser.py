@@ -21,7 +21,12 @@ from ..latent import LatentSolver
 
 
 class GenerativeRegulariser(Function):
-    r"""Base class of the generative regularisers (not used on its own).
+    r"""Base class of the generative regularisers (not used on its own),
+
+    .. math:: R_G(x) = \min_z D(x, G(z)) + c\|z\|_2^2 ,
+
+    a CIL Function whose latent problems are solved by a
+    :class:`~cil_genreg.latent.LatentSolver`.
 
     Parameters
     ----------
@@ -124,13 +129,35 @@ class GenerativeRegulariser(Function):
         return self.solver.stats
 
     def reset(self):
-        """Forget the latent found so far (warm starts included)."""
+        """Forget the latent :math:`z^*` found so far (warm starts and curvature included), so
+        that the next latent step starts afresh from ``init``.
+
+        Returns
+        -------
+        None
+        """
         self.solver.reset()
         self._latent = None
         self._previous_target = None
 
     def generated_image(self, out=None):
-        r""":math:`G(z^*)` for the last latent found, as a DataContainer like the last input."""
+        r""":math:`G(z^*)` for the last latent :math:`z^*` found.
+
+        Parameters
+        ----------
+        out : DataContainer, optional
+            filled in place and returned.
+
+        Returns
+        -------
+        DataContainer
+            like the last input of the value, gradient or proximal map.
+
+        Raises
+        ------
+        RuntimeError
+            when no latent has been found yet.
+        """
         if self._latent is None:
             raise RuntimeError("no latent found yet: call the regulariser, its gradient or its "
                                "proximal map first.")

@@ -78,7 +78,20 @@ class LatentLeastSquares(Function):
         return self.generator_operator.domain_geometry()
 
     def image(self, z, out=None):
-        r""":math:`G(z)` as ImageData of ``A``'s domain."""
+        r"""The image :math:`x = G(z)` of a latent.
+
+        Parameters
+        ----------
+        z : VectorData
+            in :attr:`latent_geometry`.
+        out : ImageData, optional
+            filled in place and returned.
+
+        Returns
+        -------
+        ImageData
+            in ``A``'s domain geometry.
+        """
         return self.generator_operator.direct(z, out=out)
 
     def _residual_of(self, image_tensor):
@@ -88,13 +101,46 @@ class LatentLeastSquares(Function):
         return self._residual
 
     def __call__(self, z):
+        r"""The value
+
+        .. math:: f(z) = c\,\|A\,G(z) - y\|_2^2 .
+
+        Parameters
+        ----------
+        z : VectorData
+            in :attr:`latent_geometry`.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            when ``z`` has the wrong length or contains NaN or Inf.
+        """
         spec = self.generator_operator.spec
         with torch.inference_mode(), spec.threads():
             image = spec(self.generator_operator.latent_batch(z))
         return self.c * self._residual_of(image).squared_norm()
 
     def gradient(self, z, out=None):
-        r""":math:`2c\, J_G(z)^T A^T (A G(z) - y)`."""
+        r"""The gradient, a vector–Jacobian product through :math:`G` (autograd):
+
+        .. math:: \nabla f(z) = 2c\, J_G(z)^T A^T (A\,G(z) - y) .
+
+        Parameters
+        ----------
+        z : VectorData
+            in :attr:`latent_geometry`.
+        out : VectorData, optional
+            filled in place and returned.
+
+        Returns
+        -------
+        VectorData
+            in :attr:`latent_geometry`.
+        """
         image, pullback = self.generator_operator.linearise(z)
         back = self.A.adjoint(self._residual_of(image), out=self._image)
         g = pullback(as_tensor(back, device=image.device).mul_(2.0 * self.c))
@@ -102,6 +148,7 @@ class LatentLeastSquares(Function):
 
     @property
     def L(self):
+        """Lipschitz constant of the gradient: the given ``L``, else :meth:`estimate_L` (once)."""
         if self._L is None:
             self._L = self.estimate_L()
         return self._L
@@ -111,8 +158,26 @@ class LatentLeastSquares(Function):
         self._L = value
 
     def estimate_L(self, samples=4, iterations=10, seed=0):
-        r"""Estimate :math:`2c\|A\|^2 \max_k \|J_G(z_k)\|_2^2` by power iteration on
-        :math:`J^T J` at :math:`z = 0` and ``samples`` draws :math:`z_k \sim N(0, I)`."""
+        r"""Estimate the Lipschitz constant of :math:`\nabla f`,
+
+        .. math:: L \approx 2|c|\,\|A\|^2 \max_k \|J_G(z_k)\|_2^2 ,
+
+        by power iteration on :math:`J_G^T J_G` at :math:`z_0 = 0` and ``samples`` draws
+        :math:`z_k \sim N(0, I)` (a lower estimate: :math:`f` is not globally Lipschitz-smooth).
+
+        Parameters
+        ----------
+        samples : int
+            random latents besides :math:`z = 0`.
+        iterations : int
+            power iterations per latent.
+        seed : int
+            seeds the draws.
+
+        Returns
+        -------
+        float
+        """
         spec = self.generator_operator.spec
         rng = torch.Generator().manual_seed(seed)
         d = spec.latent_dim

@@ -57,7 +57,23 @@ class RangeGenerativeRegulariser(GenerativeRegulariser):
         return bool((residual <= self.range_tol * scale).all())
 
     def __call__(self, x):
-        r""":math:`\|z\|^2` where :math:`G(z) = x` (within ``range_tol``), else :math:`+\infty`."""
+        r"""The value
+
+        .. math:: R(x) = \|z\|_2^2 \;\text{ for a } z \text{ with } G(z) = x, \qquad
+           +\infty \text{ when none is found}
+
+        (:math:`G(z) = x` up to ``range_tol``, per slice; the latent is the last one found, when
+        it fits, else that of the penalised fit with :math:`\varepsilon` = ``fit_epsilon``).
+
+        Parameters
+        ----------
+        x : DataContainer
+
+        Returns
+        -------
+        float
+            :math:`\|z\|^2` summed over the slices, or ``math.inf``.
+        """
         v = self._to_batch(x)
         z = self.solver.warm_latent(self.PRIMAL)
         if z is not None and z.shape[0] == v.shape[0]:
@@ -70,21 +86,61 @@ class RangeGenerativeRegulariser(GenerativeRegulariser):
         return sol.z.square().sum().item()
 
     def gradient(self, x, out=None):
+        r"""Not defined: :math:`R` is an indicator-type function (:math:`+\infty` off the range).
+
+        Raises
+        ------
+        NotImplementedError
+            always; use :meth:`proximal` (FISTA, APGD, PDHG) or :class:`LatentLeastSquares`.
+        """
         raise NotImplementedError(
             "RangeGenerativeRegulariser is an indicator-type function and has no gradient: use "
             "it as g in a proximal algorithm (FISTA, APGD, PDHG), or solve in latent space with "
             "LatentLeastSquares (which has one).")
 
     def proximal(self, x, tau, out=None):
-        r""":math:`\text{prox}_{\tau R}(x) = G(z^*)`, with
-        :math:`z^* = \text{argmin}_z \|x - G(z)\|^2/(2\tau) + \|z\|^2`."""
+        r"""The proximal map, a penalised projection onto the range of :math:`G`,
+
+        .. math:: \text{prox}_{\tau R}(x) = G(z^*), \qquad
+           z^* = \underset{z}{\text{argmin}}\; \frac{\|x - G(z)\|_2^2}{2\tau} + \|z\|_2^2 .
+
+        Parameters
+        ----------
+        x : DataContainer
+        tau : float
+            step size :math:`\tau > 0`.
+        out : DataContainer, optional
+            filled in place and returned (may be ``x``).
+
+        Returns
+        -------
+        DataContainer
+            in the geometry of ``x``.
+
+        Raises
+        ------
+        ValueError
+            for :math:`\tau \le 0` or non-finite.
+        """
         tau = self._check_tau(tau)
         v = self._to_batch(x)
         sol = self._solve(SquaredMisfit(0.5 / tau), v, 1.0, like=x)
         return self._to_container(sol.image, x, out)
 
     def convex_conjugate(self, x):
-        r""":math:`R^*(s) = \sup_z \langle G(z), s\rangle - \|z\|^2`."""
+        r"""The convex conjugate
+
+        .. math:: R^*(s) = \sup_z\; \langle G(z), s\rangle - \|z\|_2^2 .
+
+        Parameters
+        ----------
+        x : DataContainer
+            :math:`s`, in image space.
+
+        Returns
+        -------
+        float
+        """
         s = self._to_batch(x, "s")
         sol = self._solve(LinearMisfit(), s, 1.0, key=self.CONJUGATE)
         return -sol.objective.sum().item()

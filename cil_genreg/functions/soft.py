@@ -55,24 +55,91 @@ class SoftGenerativeRegulariser(GenerativeRegulariser):
         return v, self._solve(SquaredMisfit(1.0), v, self.mu, like=x)
 
     def __call__(self, x):
-        r""":math:`R(x) = \min_z \|G(z) - x\|^2 + \mu\|z\|^2` (summed over the slices of a volume)."""
+        r"""The value
+
+        .. math:: R(x) = \min_z \|G(z) - x\|_2^2 + \mu\|z\|_2^2
+
+        (summed over the slices of a volume); the minimiser is kept as :attr:`latent`.
+
+        Parameters
+        ----------
+        x : DataContainer
+            an image of the generator's size (2D) or a volume (slices, H, W).
+
+        Returns
+        -------
+        float
+        """
         return self._fit(x)[1].objective.sum().item()
 
     def gradient(self, x, out=None):
-        r""":math:`\nabla R(x) = 2(x - G(z^*(x)))`."""
+        r"""The gradient (Danskin's theorem, where :math:`z^*(x)` is unique)
+
+        .. math:: \nabla R(x) = 2\,(x - G(z^*(x))), \qquad
+           z^*(x) = \underset{z}{\text{argmin}}\; \|G(z) - x\|_2^2 + \mu\|z\|_2^2 .
+
+        Parameters
+        ----------
+        x : DataContainer
+        out : DataContainer, optional
+            filled in place and returned.
+
+        Returns
+        -------
+        DataContainer
+            in the geometry of ``x``.
+        """
         v, sol = self._fit(x)
         return self._to_container(2.0 * (v - sol.image), x, out)
 
     def proximal(self, x, tau, out=None):
-        r""":math:`\text{prox}_{\tau R}(x) = (x + 2\tau G(z^*)) / (1 + 2\tau)`, with
-        :math:`z^* = \text{argmin}_z \|x - G(z)\|^2/(1 + 2\tau) + \mu\|z\|^2`."""
+        r"""The proximal map
+
+        .. math:: \text{prox}_{\tau R}(x) = \frac{x + 2\tau\, G(z^*)}{1 + 2\tau}, \qquad
+           z^* = \underset{z}{\text{argmin}}\; \frac{\|x - G(z)\|_2^2}{1 + 2\tau} + \mu\|z\|_2^2 .
+
+        Parameters
+        ----------
+        x : DataContainer
+        tau : float
+            step size :math:`\tau > 0`.
+        out : DataContainer, optional
+            filled in place and returned (may be ``x``).
+
+        Returns
+        -------
+        DataContainer
+            in the geometry of ``x``.
+
+        Raises
+        ------
+        ValueError
+            for :math:`\tau \le 0` or non-finite.
+        """
         tau = self._check_tau(tau)
         v = self._to_batch(x)
         sol = self._solve(SquaredMisfit(1.0 / (1.0 + 2.0 * tau)), v, self.mu, like=x)
         return self._to_container((v + (2.0 * tau) * sol.image) / (1.0 + 2.0 * tau), x, out)
 
     def convex_conjugate(self, x):
-        r""":math:`R^*(s) = \frac{1}{4}\|s\|^2 + \sup_z \langle G(z), s\rangle - \mu\|z\|^2`."""
+        r"""The convex conjugate
+
+        .. math:: R^*(s) = \tfrac{1}{4}\|s\|_2^2 + \sup_z\; \langle G(z), s\rangle - \mu\|z\|_2^2 .
+
+        Parameters
+        ----------
+        x : DataContainer
+            :math:`s`, in image space.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            when :math:`\mu = 0` (the latent maximisation is then not coercive).
+        """
         self._check_conjugate_mu()
         s = self._to_batch(x, "s")
         sol = self._solve(LinearMisfit(), s, self.mu, key=self.CONJUGATE)

@@ -28,7 +28,14 @@ def _pairs_ok(s, y):
 
 
 class LBFGSMemory:
-    r"""The last ``history_size`` curvature pairs of each problem (Nocedal & Wright, Alg. 7.4)."""
+    r"""The last ``history_size`` curvature pairs :math:`(s, y)` of each problem; the
+    direction :math:`-H g` comes from the two-loop recursion (Nocedal & Wright, Alg. 7.4).
+
+    Parameters
+    ----------
+    history_size : int
+        pairs kept per problem.
+    """
 
     def __init__(self, history_size=8):
         self.history_size = int(history_size)
@@ -101,7 +108,12 @@ class BFGSMemory:
 
 
 def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
-    r"""Minimise a batch of independent smooth functions.
+    r"""Minimise a batch of independent smooth functions,
+
+    .. math:: z_b^* = \underset{z}{\text{argmin}}\; f_b(z), \qquad b = 1, \dots, B,
+
+    each with its own quasi-Newton step :math:`z \leftarrow z - t H_b \nabla f_b(z)` and
+    Armijo backtracking on :math:`t`.
 
     Parameters
     ----------
@@ -126,8 +138,18 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
 
     Returns
     -------
-    (z, f, aux, iterations, evaluations, memory) : the minimisers (B, d), their values (B,)
-    and by-products, the iterations run, the calls of ``fg``, and the curvature memory.
+    z : torch.Tensor
+        (B, d) minimisers.
+    f : torch.Tensor
+        (B,) values at ``z``.
+    aux : torch.Tensor
+        the by-products of ``fg`` at ``z``.
+    iterations : int
+        iterations run.
+    evaluations : int
+        calls of ``fg``.
+    memory : LBFGSMemory or BFGSMemory
+        the updated curvature estimate (to warm-start the next solve).
     """
     z = z.detach().clone()
     batch = z.shape[0]

@@ -15,6 +15,8 @@ import torch
 from .generator import GeneratorSpec, frozen
 from .quasi_newton import BFGSMemory, LBFGSMemory, batched_quasi_newton
 
+#: the ``optimiser`` choices of :class:`LatentSolver`: "auto" (BFGS up to latent dimension 256,
+#: L-BFGS above), dense "bfgs", "lbfgs" (both batched quasi-Newton) or "adam".
 OPTIMISERS = ("auto", "bfgs", "lbfgs", "adam")
 DENSE_BFGS_MAX_DIM = 256
 
@@ -23,13 +25,18 @@ DENSE_BFGS_MAX_DIM = 256
 class SolverStats:
     """Counters of a :class:`LatentSolver`, cumulative until :meth:`reset`.
 
-    Attributes
+    Parameters
     ----------
-    solves : number of latent problems solved (calls of :meth:`LatentSolver.solve`)
-    iterations : inner optimiser iterations, summed over solves
-    generator_calls : batched forward passes through the generator
-    generator_images : images generated (each call counts its batch size)
-    seconds : wall-clock seconds spent inside :meth:`LatentSolver.solve`
+    solves : int
+        latent problems solved (calls of :meth:`LatentSolver.solve`).
+    iterations : int
+        inner optimiser iterations, summed over solves.
+    generator_calls : int
+        batched forward passes through the generator.
+    generator_images : int
+        images generated (each call counts its batch size).
+    seconds : float
+        wall-clock seconds spent inside :meth:`LatentSolver.solve`.
     """
     solves: int = 0
     iterations: int = 0
@@ -38,17 +45,31 @@ class SolverStats:
     seconds: float = 0.0
 
     def reset(self):
+        """Set every counter to zero."""
         self.solves = self.iterations = self.generator_calls = self.generator_images = 0
         self.seconds = 0.0
 
     def as_dict(self):
+        """The counters as a dict (field name to value)."""
         return asdict(self)
 
 
 @dataclass
 class LatentSolution:
-    """What :meth:`LatentSolver.solve` found, per target: ``z`` (B, d), ``image = G(z)``
-    (B, 1, H, W), ``objective`` (B,) and the inner ``iterations`` it took."""
+    r"""What :meth:`LatentSolver.solve` found for a batch of targets :math:`v_b`: the best
+    latent per target and its objective :math:`\varphi(v_b - G(z_b)) + c\|z_b\|^2`.
+
+    Parameters
+    ----------
+    z : torch.Tensor
+        (B, d) latents.
+    image : torch.Tensor
+        :math:`G(z)`, (B, 1, H, W).
+    objective : torch.Tensor
+        (B,) objective values at ``z``.
+    iterations : int
+        inner iterations the solve took.
+    """
     z: torch.Tensor
     image: torch.Tensor
     objective: torch.Tensor
@@ -137,7 +158,13 @@ class LatentSolver:
         return self.generator.device
 
     def reset(self, key=None):
-        """Forget the warm start of ``key`` (all keys when None)."""
+        """Forget the warm start (latent and curvature) of ``key``.
+
+        Parameters
+        ----------
+        key : str, optional
+            all keys when None.
+        """
         if key is None:
             self._warm.clear()
             self._memory.clear()
@@ -146,11 +173,28 @@ class LatentSolver:
             self._memory.pop(key, None)
 
     def warm_latent(self, key="default"):
-        """The stored solution of ``key`` (B, d), or None."""
+        """The stored solution of ``key``.
+
+        Parameters
+        ----------
+        key : str
+
+        Returns
+        -------
+        torch.Tensor or None
+            (B, d), or None when nothing is stored.
+        """
         return self._warm.get(key)
 
     def set_warm_latent(self, z, key="default"):
-        """Store ``z`` (B, d) as the next start of ``key``."""
+        """Store ``z`` as the next start of ``key`` (used when the batch size matches).
+
+        Parameters
+        ----------
+        z : array_like
+            (B, d) latents.
+        key : str
+        """
         self._warm[key] = torch.as_tensor(z, dtype=torch.float32, device=self.device).detach()
 
     def _starts(self, batch, z0, key):
@@ -185,6 +229,7 @@ class LatentSolver:
         Returns
         -------
         LatentSolution
+            the best start's result per target.
         """
         t0 = time.perf_counter()
         stats = self.stats

@@ -14,7 +14,13 @@ def _weights_dir():
 
 
 def available_pretrained():
-    """Names of the shipped models, sorted (e.g. ``["mnist-vae", "shapes-vae"]``)."""
+    """Names of the shipped models.
+
+    Returns
+    -------
+    list of str
+        sorted, e.g. ``["mnist-vae", "shapes-vae"]``; empty when none ships.
+    """
     d = _weights_dir()
     if not d.is_dir():
         return []
@@ -23,7 +29,22 @@ def available_pretrained():
 
 
 def pretrained_path(name):
-    """Path of a shipped model's safetensors file; ``KeyError`` listing the names when unknown."""
+    """Path of a shipped model's safetensors file.
+
+    Parameters
+    ----------
+    name : str
+        one of :func:`available_pretrained`.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    KeyError
+        for an unknown name (the message lists the available ones).
+    """
     names = available_pretrained()
     if name not in names:
         raise KeyError(f"no pretrained model {name!r}; available: {names}. Train your own with "
@@ -34,6 +55,22 @@ def pretrained_path(name):
 def pretrained(name, map_location="cpu"):
     """A shipped generator in eval mode, e.g. ``pretrained("mnist-vae")``.
 
-    Its ``metadata`` attribute holds the training facts (see the model card ``<name>.md``).
+    Parameters
+    ----------
+    name : str
+        one of :func:`available_pretrained`.
+    map_location : str or torch.device
+        where to load the weights.
+
+    Returns
+    -------
+    torch.nn.Module
+        the model (a generator: ``model(z)`` decodes), with ``latent_dim``, ``image_shape``
+        and ``metadata`` (the training facts, see the model card ``<name>.md``).
+
+    Raises
+    ------
+    KeyError
+        for an unknown name.
     """
     return load(pretrained_path(name), map_location=map_location)
