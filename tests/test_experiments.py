@@ -38,3 +38,20 @@ def test_cuda_reaches_cil_astra_fbp_as_gpu(monkeypatch):
     assert _RecordingFBP.devices == ["gpu", "gpu"]
     assert experiments._astra_device("cuda:1") == "gpu"
     assert experiments._astra_device("cpu") == "cpu"
+
+
+def test_cli_demo_refuses_tigre_and_cuda_here_with_what_to_do(tmp_path, capsys):
+    import torch
+    from cil_genreg.cli import main
+    try:
+        import tigre  # noqa: F401
+        has_tigre = True
+    except ImportError:
+        has_tigre = False
+    if not has_tigre:
+        assert main(["demo", "--backend", "tigre", "--out", str(tmp_path)]) == 1
+        assert "conda install -c ccpi tigre" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["demo", "--device", "cuda", "--out", str(tmp_path)]) == 1
+        assert "--device cpu" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before any work

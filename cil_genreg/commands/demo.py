@@ -27,7 +27,10 @@ def add_parser(subparsers):
                    help="fbp, tv, latent (range in latent space), range, soft, sparse")
     p.add_argument("--model", default="mnist-vae", help="shipped model name or checkpoint")
     p.add_argument("--out", default=os.path.join("outputs", "demo"), help="output folder")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--backend", default="astra", choices=("astra", "tigre"),
+                   help="projector: ASTRA (2D on CPU or GPU) or TIGRE (GPU only)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="projector and generator device")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start", default="fbp", choices=("fbp", "tv"),
                    help="start of the generative methods: FBP, or TV at the discrepancy "
@@ -37,9 +40,11 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from ..experiments import mnist_comparison
+    from ..experiments import check_backend, mnist_comparison
+    check_backend(args.backend, args.device)
     mnist_comparison(n=args.n, angles=args.angles, geometries=args.geometry,
                      iterations=args.iterations, methods=args.methods, model=args.model,
-                     lambdas=DEMO_LAMBDAS, out=args.out, device=args.device, seed=args.seed,
+                     lambdas=DEMO_LAMBDAS, out=args.out, backend=args.backend, device=args.device,
+                     seed=args.seed,
                      progress=not args.quiet, start_from=args.start)
     return 0
