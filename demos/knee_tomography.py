@@ -15,7 +15,9 @@ As in the paper, slices are centre-cropped to 320×320, resized to 128×128 and 
 parallel beam, 10 and 30 angles, Gaussian noise of 5 % of the sinogram's maximum (the talk's
 reference, PSNR in dB: 10 angles FBP 16.58, TV 17.99, range 21.90, soft 23.31; 30 angles FBP
 24.25, TV 30.26, range 28.47, soft 31.50). Without ``--data`` the script says where to get the
-files and exits with status 2.
+files and exits with status 2; it does too, saying what is wrong and what to do, for files it
+cannot use (fastMRI's k-space-only test set, damaged downloads, no slice left after
+``--skip-edge-slices``). With fewer slices than ``--n`` it uses those there are, and says so.
 """
 import os
 import sys
@@ -55,20 +57,38 @@ def main(argv=None):
     if not args.data:
         print("knee_tomography: no --data given. " + WHERE, file=sys.stderr)
         return 2
+    lambdas = experiments.demo_lambdas(args, LAMBDAS, QUICK_LAMBDAS)  # --quick caps --n
     from cil_genreg import datasets
+    from cil_genreg.datasets.fastmri import FastMRIError, NoSlicesError
     edge = args.skip_edge_slices
+    if args.n < 1 or edge < 0:
+        print(f"knee_tomography: error: --n must be >= 1 and --skip-edge-slices >= 0 (got "
+              f"{args.n} and {edge}).", file=sys.stderr)
+        return 2
     try:
         images = datasets.fastmri_knee(args.data, n=args.n, size=args.size,
-                                       slices=slice(edge, -edge) if edge else None)
+                                       slices=slice(edge, -edge) if edge else None,
+                                       allow_fewer=True)
     except FileNotFoundError as err:
         print(f"knee_tomography: {err}\n" + WHERE, file=sys.stderr)
         return 2
+    except FastMRIError as err:
+        hint = (f"\n(--skip-edge-slices {edge} drops {edge} slices at each end of every "
+                "volume: pass a smaller value for short volumes)") \
+            if isinstance(err, NoSlicesError) and edge else ""
+        print(f"knee_tomography: error: {err}{hint}", file=sys.stderr)
+        return 2
+    if len(images) < args.n:
+        print(f"knee_tomography: note: --n {args.n} asked for but the files at {args.data} hold "
+              f"only {len(images)} slice(s)"
+              + (f" (after dropping {edge} at each end of every volume)" if edge else "")
+              + f"; using those {len(images)}.", file=sys.stderr)
+        args.n = len(images)
     if not args.model:
         print("knee_tomography: --model is needed (no knee model ships with cil_genreg): train "
               f"one on fastMRI knee training slices, e.g. `cil-genreg train --model vae --data "
               f"PATH --size {args.size} --out knee-vae.safetensors`.", file=sys.stderr)
         return 2
-    lambdas = experiments.demo_lambdas(args, LAMBDAS, QUICK_LAMBDAS)
     try:
         experiments.check_backend(args.backend, args.device)
     except RuntimeError as err:

@@ -8,6 +8,7 @@ import tifffile
 from PIL import Image
 
 from cil_genreg import datasets
+from cil_genreg.datasets.fastmri import FastMRIError, NoSlicesError
 from conftest import TINY_PER_CLASS, tiny_digits, write_idx
 
 
@@ -145,9 +146,70 @@ def test_fastmri_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="fastmri.med.nyu.edu"):
         datasets.fastmri_knee(tmp_path)
     with h5py.File(tmp_path / "x.h5", "w") as f:
-        f.create_dataset("kspace", data=np.zeros((1, 4, 4)))
-    with pytest.raises(KeyError, match="reconstruction_esc"):
+        f.create_dataset("data", data=np.zeros((1, 4, 4)))
+    with pytest.raises(KeyError, match="reconstruction_esc") as err:
         datasets.fastmri_knee(tmp_path)
+    assert "is it a fastMRI knee file" in str(err.value)
+
+
+def test_fastmri_test_set_file_says_it_is_kspace_only(tmp_path):
+    # fastMRI's knee test set: k-space (and a mask), no image reconstructions
+    with h5py.File(tmp_path / "file1000007.h5", "w") as f:
+        f.create_dataset("kspace", data=np.zeros((3, 8, 8), np.complex64))
+        f.create_dataset("mask", data=np.ones(8, bool))
+        f.attrs["acquisition"] = "CORPD_FBK"
+    with pytest.raises(FastMRIError) as err:
+        datasets.fastmri_knee(tmp_path)
+    assert isinstance(err.value, KeyError)  # as before
+    msg = str(err.value)
+    assert msg.startswith(repr(str(tmp_path / "file1000007.h5")))  # not quoted by KeyError
+    assert "no 'reconstruction_esc' or 'reconstruction_rss'" in msg
+    assert "k-space only" in msg and "*val* or *train*" in msg and "kspace, mask" in msg
+
+
+def _damaged(path, how):
+    """A fastMRI file spoilt as downloads get spoilt."""
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "html":  # an error page saved under the file's name
+        path.write_bytes(b"<html><body>Access denied</body></html>")
+    else:
+        with h5py.File(path, "w") as f:
+            f.create_dataset("reconstruction_esc", compression="gzip", chunks=(1, 320, 320),
+                             data=np.random.default_rng(0).random((2, 320, 320), np.float32))
+        raw = bytearray(path.read_bytes())
+        if how == "truncated":  # an interrupted download
+            raw = raw[:len(raw) // 2]
+        else:  # bytes spoilt inside the compressed data
+            raw[len(raw) // 2:len(raw) // 2 + 2000] = b"\xff" * 2000
+        path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("how,says", [("empty", "not a readable HDF5 file"),
+                                      ("html", "not a readable HDF5 file"),
+                                      ("truncated", "not a readable HDF5 file"),
+                                      ("spoilt", "looks damaged")])
+def test_fastmri_corrupt_file(tmp_path, how, says):
+    _write_fastmri(tmp_path / "file1000001.h5", slices=2)
+    _damaged(tmp_path / "file1000002.h5", how)
+    with pytest.raises(FastMRIError, match=says) as err:
+        datasets.fastmri_knee(tmp_path)
+    assert "file1000002.h5" in str(err.value) and "download it again" in str(err.value).lower()
+    assert datasets.fastmri_knee(tmp_path, n=2, size=32).shape == (2, 32, 32)  # stops before
+
+
+def test_fastmri_fewer_slices_than_asked(tmp_path):
+    _write_fastmri(tmp_path / "file1000001.h5", slices=4)
+    with pytest.raises(FastMRIError, match=r"asked for n=5 slices .* hold only 2 in the "
+                                           r"selection slices\[1:-1\]"):
+        datasets.fastmri_knee(tmp_path, n=5, size=32, slices=slice(1, -1))
+    x = datasets.fastmri_knee(tmp_path, n=5, size=32, slices=slice(1, -1), allow_fewer=True)
+    _check_images(x, (2, 32, 32))
+    np.testing.assert_allclose(x, datasets.fastmri_knee(tmp_path, size=32)[1:3])
+    with pytest.raises(NoSlicesError, match=r"hold no slices in the selection slices\[2:-2\] "
+                                            r"of each volume \(slices per file: file1000001.h5: 0"):
+        datasets.fastmri_knee(tmp_path, n=5, size=32, slices=slice(2, -2), allow_fewer=True)
+    assert datasets.fastmri_knee(tmp_path, n=0, size=32).shape == (0, 32, 32)
 
 
 def test_image_folder_png_and_tiff(tmp_path):
