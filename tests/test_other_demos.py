@@ -1,19 +1,49 @@
 """The knee demo on fastMRI-like files, on tiny configurations.
 
 (The shapes, knee-without-data and slice-wise volume demos are tested in test_demos.py.)"""
+import csv
+import json
+import math
+
 import h5py
 import numpy as np
 import pytest
 
 from cil_genreg import datasets
 
-from demo_helpers import load_demo, write_fastmri
+from demo_helpers import best_psnr, load_demo, write_fastmri
 
 
 def _knee_slices(n, seed=123):
     """Non-empty 32 x 32 shapes standing in for knee slices (written upsampled to 320 x 320)."""
     images = datasets.shapes(4 * n + 4, size=32, seed=seed)
     return images[images.reshape(len(images), -1).max(axis=1) > 0][:n]
+
+
+def test_knee_demo_runs_on_fastmri_files_and_soft_beats_fbp(tmp_path, tiny_checkpoint, capsys):
+    # tiny_checkpoint: an untrained 28 x 28 VAE saved by models.save (conftest); this checks the
+    # pipeline (files -> slices -> projector -> methods -> tables, figure), not the prior: soft
+    # beats FBP by ~7 dB here with or without training, latent does not (its PSNR is only finite)
+    data, out = tmp_path / "knee_singlecoil_val", tmp_path / "out"
+    data.mkdir()
+    write_fastmri(data / "file1000001.h5", _knee_slices(2), edge=1)
+    # 2 slices once the edge ones are dropped, 3 asked for: the demo uses the 2, with a note
+    result = load_demo("knee_tomography").main(
+        ["--data", str(data), "--model", str(tiny_checkpoint), "--size", "28", "--n", "3",
+         "--skip-edge-slices", "1", "--angles", "10", "--iterations", "15",
+         "--methods", "fbp", "latent", "soft", "--lambdas", '{"latent": [1], "soft": [3, 10]}',
+         "--out", str(out), "--no-progress"])
+    assert "hold only 2 slice(s)" in capsys.readouterr().err
+    for ext in ("csv", "json", "png"):
+        assert (out / f"knee_parallel_10.{ext}").stat().st_size > 0
+    with open(out / "knee_parallel_10.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["method"] for r in rows} == {"fbp", "latent", "soft"}
+    assert all(math.isfinite(float(r["psnr"])) for r in rows)
+    summary = result["summary"]
+    assert best_psnr(summary, "soft") > best_psnr(summary, "fbp") + 3
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["n"] == 2 and saved["model"] == str(tiny_checkpoint)
 
 
 def _kspace_only(path):
