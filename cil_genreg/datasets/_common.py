@@ -3,10 +3,31 @@ import numpy as np
 
 
 def as_images(array, name="images"):
-    """A float32 array (N, H, W) in [0, 1] from an array of shape (N, H, W) or (H, W).
+    r"""A float32 array (N, H, W) in [0, 1] from images (N, H, W), (H, W) or (N, 1, H, W).
 
-    Values already in [0, 1] are kept; anything else is min-max scaled per dataset,
-    ``x <- (x - min) / (max - min)``. A constant array becomes zeros.
+    Values already all in [0, 1] are kept as they are; anything else is min-max scaled over the
+    whole array (not per image),
+
+    .. math:: x \leftarrow \frac{x - \min x}{\max x - \min x},
+
+    and a constant array outside [0, 1] becomes zeros.
+
+    Parameters
+    ----------
+    array : array_like
+        the images, any real dtype.
+    name : str
+        what to call them in error messages (default ``"images"``).
+
+    Returns
+    -------
+    numpy.ndarray
+        C-contiguous float32 (N, H, W) in [0, 1]; a (H, W) input gives N = 1.
+
+    Raises
+    ------
+    ValueError
+        for another shape, or NaN or infinite values.
     """
     a = np.asarray(array, dtype=np.float32)
     if a.ndim == 2:
@@ -25,7 +46,24 @@ def as_images(array, name="images"):
 
 
 def resize(images, size):
-    """Resize a stack (N, H, W) to (N, size, size) with bilinear (antialiased) interpolation."""
+    """Resize a stack (N, H, W) to (N, size, size) with bilinear (antialiased) interpolation.
+
+    ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=True)``:
+    each output pixel is a non-negative weighted mean of input pixels, so values stay within
+    the input's range (images in [0, 1] stay in [0, 1]).
+
+    Parameters
+    ----------
+    images : array_like
+        (N, H, W), any real dtype (converted to float32); H and W need not be equal.
+    size : int
+        side of the output.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (N, size, size); ``images`` as float32, unresized, when already that size.
+    """
     import torch
     import torch.nn.functional as F
 

@@ -5,6 +5,7 @@ Both are drawn on a ``size x size`` grid over ``[-1, 1]^2`` with 4 x 4 supersamp
 """
 import numpy as np
 
+#: subpixels per pixel along each axis: every pixel is the mean of SUPERSAMPLE^2 point samples.
 SUPERSAMPLE = 4
 
 
@@ -42,6 +43,7 @@ def shapes(n, size=64, seed=0, probabilities=(1 / 3, 1 / 3, 1 / 3), return_label
     size : int
         side in pixels (28, 64 and 128 are the usual ones).
     seed : int
+        seed of :func:`numpy.random.default_rng`: the same seed gives the same images.
     probabilities : 3 floats
         of circle, square, empty.
     return_labels : bool
@@ -51,6 +53,12 @@ def shapes(n, size=64, seed=0, probabilities=(1 / 3, 1 / 3, 1 / 3), return_label
     -------
     numpy.ndarray
         float32 (n, size, size) in [0, 1] (and int64 labels (n,) with ``return_labels``).
+
+    Raises
+    ------
+    ValueError
+        when ``n < 0``, ``size < 8``, or ``probabilities`` are not 3 non-negative numbers with
+        a positive sum.
     """
     n, size = _check(n, size)
     p = np.asarray(probabilities, dtype=float)
@@ -75,17 +83,44 @@ def shapes(n, size=64, seed=0, probabilities=(1 / 3, 1 / 3, 1 / 3), return_label
 
 
 def ellipses(n, size=64, seed=0, max_ellipses=6):
-    """Random-ellipse phantoms: a sum of random ellipses, scaled to a maximum of 1.
+    r"""Random-ellipse phantoms: a sum of random ellipses, scaled to a maximum of 1.
 
-    Each image holds ``K ~ U{1, ..., max_ellipses}`` ellipses with centre ``c ~ U([-0.5, 0.5]^2)``,
-    semi-axes ``a, b ~ U(0.08, 0.5)``, angle ``theta ~ U(0, pi)`` and intensity
-    ``v ~ U(0.2, 1)``; the image is ``f = sum_k v_k 1_{E_k}`` divided by ``max f`` (so its
-    maximum is 1, overlapping ellipses are brighter).
+    Each image holds :math:`K \sim U\{1, \dots, \text{max\_ellipses}\}` ellipses
+
+    .. math:: E_k = \Big\{ (x, y) : \frac{u^2}{a_k^2} + \frac{w^2}{b_k^2} \le 1 \Big\},
+              \quad u = (x - c_x) \cos\theta_k + (y - c_y) \sin\theta_k, \quad
+              w = -(x - c_x) \sin\theta_k + (y - c_y) \cos\theta_k,
+
+    with centre :math:`c_k \sim U([-0.5, 0.5]^2)`, semi-axes :math:`a_k, b_k \sim U(0.08, 0.5)`,
+    angle :math:`\theta_k \sim U(0, \pi)` and intensity :math:`v_k \sim U(0.2, 1)`, all
+    independent; the image is
+
+    .. math:: f = \frac{\bar f}{\max \bar f}, \qquad
+              \bar f = \text{pixel means of } \sum_{k=1}^K v_k \mathbf{1}_{E_k},
+
+    so its maximum is 1 and overlapping ellipses are brighter (``x`` runs along columns, ``y``
+    along rows, both over [-1, 1]; ellipses may extend past the border, where they are cut).
+
+    Parameters
+    ----------
+    n : int
+        number of images.
+    size : int
+        side in pixels, at least 8.
+    seed : int
+        seed of :func:`numpy.random.default_rng`: the same seed gives the same images.
+    max_ellipses : int
+        largest number of ellipses per image, at least 1 (default 6).
 
     Returns
     -------
     numpy.ndarray
-        float32 (n, size, size) in [0, 1].
+        float32 (n, size, size) in [0, 1], each image's maximum 1.
+
+    Raises
+    ------
+    ValueError
+        when ``n < 0``, ``size < 8`` or ``max_ellipses < 1``.
     """
     n, size = _check(n, size)
     if int(max_ellipses) < 1:

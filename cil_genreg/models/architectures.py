@@ -20,7 +20,10 @@ rest of the batch. The encoder / critic mirrors it with stride-2 convolutions.
 import torch
 from torch import nn
 
+#: the ``arch`` keys of :func:`build` and of checkpoint configs: variational autoencoder,
+#: deterministic autoencoder, WGAN-GP generator.
 ARCHITECTURES = ("vae", "ae", "gan")
+#: (min, max) of every model's output intensities: the decoder ends in a sigmoid.
 INTENSITY_RANGE = (0.0, 1.0)
 #: initial bias of the last convolution: sigmoid(-2) = 0.12, a dark background to start from.
 OUTPUT_BIAS = -2.0
@@ -66,7 +69,31 @@ def _channels(width, s):
 
 
 class Decoder(nn.Module):
-    """``z (B, d) -> x (B, 1, H, W)`` in [0, 1]; see the module docstring for the layout."""
+    r"""The generator network :math:`G`: latents ``z`` (B, d) to images (B, 1, H, W) in [0, 1],
+
+    .. math:: G(z) = \sigma\big(\mathrm{conv}_{3\times 3}(U_s \circ \dots \circ U_1(
+              \mathrm{SiLU}(W z + c)))\big), \qquad
+              U_i = \mathrm{SiLU} \circ \mathrm{conv}_{3\times 3} \circ \mathrm{SiLU}
+              \circ \mathrm{convT}_{4\times 4, /2}
+
+    with :math:`\sigma` the sigmoid, ``W z + c`` reshaped to (c_0, b, b) and ``H = b 2^s`` (see
+    the module docstring for the layout and the channel counts). The last convolution's bias
+    starts at ``OUTPUT_BIAS``.
+
+    Parameters
+    ----------
+    latent_dim : int
+        :math:`d`.
+    image_shape : int or (int, int)
+        (H, H), square; H divisible by 4 and at least 16.
+    width : int
+        channels at the finest scale (default 16); coarser scales have up to ``4 * width``.
+
+    Raises
+    ------
+    ValueError
+        when ``image_shape`` is not square or its side is not supported (see :func:`stages`).
+    """
 
     def __init__(self, latent_dim, image_shape, width=16):
         super().__init__()
@@ -90,7 +117,33 @@ class Decoder(nn.Module):
 
 
 class Encoder(nn.Module):
-    """``x (B, 1, H, W) -> (B, out_features)``: stride-2 convolutions then a linear layer."""
+    r"""Convolutional encoder :math:`E: x \in \mathbb{R}^{B \times 1 \times H \times W} \mapsto
+    \mathbb{R}^{B \times \text{out\_features}}`,
+
+    .. math:: E(x) = W\, \mathrm{flatten}(D_s \circ \dots \circ D_1(x)) + c, \qquad
+              D_i = \phi \circ \mathrm{conv}_{4\times 4, /2}
+
+    the decoder's layout mirrored: ``s`` stride-2 convolutions (size halves, channels double
+    up to ``4 * width``) down to (c, b, b), then one linear layer (no output activation).
+
+    Parameters
+    ----------
+    image_shape : int or (int, int)
+        (H, H), square; H divisible by 4 and at least 16.
+    out_features : int
+        size of the output: ``2 d`` for a VAE (mean and log-variance), ``d`` for an autoencoder,
+        1 for a critic.
+    width : int
+        channels at the finest scale (default 16).
+    activation : {"silu", "leaky"}
+        :math:`\phi`: ``"leaky"`` is LeakyReLU with slope 0.2 (the critic); any other value
+        gives SiLU.
+
+    Raises
+    ------
+    ValueError
+        when ``image_shape`` is not square or its side is not supported (see :func:`stages`).
+    """
 
     def __init__(self, image_shape, out_features, width=16, activation="silu"):
         super().__init__()
@@ -146,13 +199,36 @@ class _Generative(nn.Module):
 
 
 class VAE(_Generative):
-    """Variational autoencoder (Kingma & Welling 2014) with a convolutional encoder and decoder.
+    r"""Variational autoencoder (Kingma & Welling 2014) with a convolutional encoder and decoder.
 
-    ``encode(x) -> (mu, logvar)`` of ``q(z|x) = N(mu, diag(exp(logvar)))``; the decoder ``G`` is
-    the generator. Trained (:func:`cil_genreg.training.train`) on the loss of the talk,
+    ``encode(x) -> (mu, logvar)``, each (B, d), of :math:`q(z|x) = N(\mu, \mathrm{diag}\,
+    \sigma^2)` with :math:`\sigma^2 = e^{\text{logvar}}` (logvar clamped to [-12, 8]); the
+    decoder :math:`G` (:class:`Decoder`) is the generator. Trained
+    (:func:`cil_genreg.training.train`) on the loss of the talk, averaged over a minibatch,
 
-    .. math:: L(x) = E_{z ~ q(z|x)} ||x - G(z)||^2 + beta KL(q(z|x) || N(0, I)),
-              KL = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2).
+    .. math:: L(x) = \|x - G(\mu + \sigma \odot \varepsilon)\|_2^2
+              + \beta_t\, \mathrm{KL}(q(z|x) \,\|\, N(0, I)), \qquad
+              \varepsilon \sim N(0, I),
+
+    .. math:: \mathrm{KL} = \frac{1}{2} \sum_{j=1}^d (\mu_j^2 + \sigma_j^2 - 1
+              - \log \sigma_j^2),
+
+    the squared error summed over pixels, :math:`\beta_t` ramping linearly to ``beta``.
+    The log-variance outputs' bias starts at ``LOGVAR_BIAS``.
+
+    Parameters
+    ----------
+    latent_dim : int
+        :math:`d` (default 16).
+    image_shape : int or (int, int)
+        (H, H), square; H divisible by 4 and at least 16 (default (28, 28)).
+    width : int
+        channels at the finest scale (default 16).
+
+    Raises
+    ------
+    ValueError
+        when ``latent_dim < 1``, or ``image_shape`` is not square or not supported.
     """
 
     arch = "vae"
@@ -175,7 +251,28 @@ class VAE(_Generative):
 
 
 class Autoencoder(_Generative):
-    """Deterministic autoencoder: ``encode(x) -> z``, decoder ``G``; trained on ``||x - G(E(x))||^2``."""
+    r"""Deterministic autoencoder: ``encode(x) -> z = E(x)`` (:class:`Encoder`), (B, d); the
+    decoder :math:`G` (:class:`Decoder`) is the generator. Trained
+    (:func:`cil_genreg.training.train`) on
+
+    .. math:: L(x) = \|x - G(E(x))\|_2^2,
+
+    summed over pixels, averaged over a minibatch.
+
+    Parameters
+    ----------
+    latent_dim : int
+        :math:`d` (default 16).
+    image_shape : int or (int, int)
+        (H, H), square; H divisible by 4 and at least 16 (default (28, 28)).
+    width : int
+        channels at the finest scale (default 16).
+
+    Raises
+    ------
+    ValueError
+        when ``latent_dim < 1``, or ``image_shape`` is not square or not supported.
+    """
 
     arch = "ae"
 
@@ -192,17 +289,58 @@ class Autoencoder(_Generative):
 
 
 class WGANGenerator(_Generative):
-    """Generator of a Wasserstein GAN with gradient penalty (Gulrajani et al. 2017), ``z ~ N(0, I)``.
+    r"""Generator :math:`G` (:class:`Decoder`) of a Wasserstein GAN with gradient penalty
+    (Gulrajani et al. 2017), :math:`z \sim N(0, I)`. Trained
+    (:func:`cil_genreg.training.train`) against a critic :math:`D` (:class:`WGANCritic`) on
 
-    Only the generator is a package model; its critic (:class:`WGANCritic`) lives in training
-    checkpoints only.
+    .. math:: \min_D\; E_z[D(G(z))] - E_x[D(x)]
+              + \lambda_{gp}\, E_{\hat x}\big[(\|\nabla_{\hat x} D(\hat x)\|_2 - 1)^2\big],
+              \qquad \min_G\; -E_z[D(G(z))],
+
+    with :math:`\hat x = a x + (1 - a) G(z)`, :math:`a \sim U(0, 1)` per image, and one
+    generator step every ``n_critic`` critic steps. Only the generator is a package model; the
+    critic lives in training checkpoints only.
+
+    Parameters
+    ----------
+    latent_dim : int
+        :math:`d` (default 16).
+    image_shape : int or (int, int)
+        (H, H), square; H divisible by 4 and at least 16 (default (28, 28)).
+    width : int
+        channels at the finest scale (default 16).
+
+    Raises
+    ------
+    ValueError
+        when ``latent_dim < 1``, or ``image_shape`` is not square or not supported.
     """
 
     arch = "gan"
 
 
 class WGANCritic(nn.Module):
-    """Critic ``D: (B, 1, H, W) -> (B,)`` of a WGAN-GP: convolutions, LeakyReLU, no normalisation."""
+    r"""Critic :math:`D: (B, 1, H, W) \to (B,)` of a WGAN-GP: an :class:`Encoder` with LeakyReLU
+    (slope 0.2) and one output, no normalisation (the gradient penalty is per image). Trained
+    to minimise
+
+    .. math:: E_z[D(G(z))] - E_x[D(x)]
+              + \lambda_{gp}\, E_{\hat x}\big[(\|\nabla_{\hat x} D(\hat x)\|_2 - 1)^2\big]
+
+    (see :class:`WGANGenerator`).
+
+    Parameters
+    ----------
+    image_shape : int or (int, int)
+        (H, H), square; H divisible by 4 and at least 16 (default (28, 28)).
+    width : int
+        channels at the finest scale (default 16).
+
+    Raises
+    ------
+    ValueError
+        when ``image_shape`` is not square or not supported.
+    """
 
     def __init__(self, image_shape=(28, 28), width=16):
         super().__init__()
@@ -217,16 +355,28 @@ _CLASSES = {"vae": VAE, "ae": Autoencoder, "gan": WGANGenerator}
 
 
 def build(arch, latent_dim=16, image_shape=(28, 28), **kw):
-    """A new (untrained) model.
+    """A new (untrained) model, with freshly initialised weights in training mode.
 
     Parameters
     ----------
     arch : {"vae", "ae", "gan"}
+        case-insensitive; ``"autoencoder"``, ``"wgan"`` and ``"wgan-gp"`` are aliases.
     latent_dim : int
+        :math:`d` (default 16).
     image_shape : int or (int, int)
         square images; side divisible by 4 and >= 16 (28, 64, 128 tested).
     width : int, optional
         channels at the finest scale (default 16).
+
+    Returns
+    -------
+    VAE, Autoencoder or WGANGenerator
+        on the CPU, float32; ``model(z)`` maps (B, d) to (B, 1, H, W) in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        for an unknown ``arch``, ``latent_dim < 1``, or an unsupported ``image_shape``.
     """
     key = str(arch).lower()
     aliases = {"autoencoder": "ae", "wgan": "gan", "wgan-gp": "gan"}

@@ -26,8 +26,11 @@ import torch
 
 from .architectures import ARCHITECTURES, INTENSITY_RANGE, build
 
+#: value of ``"format"`` in the metadata of every checkpoint this module writes.
 FORMAT = "cil_genreg.generator"
+#: version of that format, written as ``"format_version"``.
 FORMAT_VERSION = 1
+#: the key of the safetensors ``__metadata__`` entry that holds the cil_genreg JSON.
 META_KEY = "cil_genreg"
 
 
@@ -177,7 +180,28 @@ def read_header(path):
 
 
 def read_metadata(path):
-    """The cil_genreg metadata of a checkpoint (config, intensity range and the ``metadata`` dict)."""
+    """The cil_genreg metadata of a checkpoint, read from its header without loading the weights.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        a safetensors checkpoint written by :func:`save`.
+
+    Returns
+    -------
+    dict
+        the decoded JSON object: ``"format"``, ``"format_version"``, ``"config"`` (``arch``,
+        ``latent_dim``, ``image_shape``, ``width``, what :func:`build` takes),
+        ``"intensity_range"`` and ``"metadata"`` (the dict given to :func:`save`).
+
+    Raises
+    ------
+    FileNotFoundError
+        when ``path`` does not exist.
+    CheckpointError
+        for a pickle, a truncated or corrupt file, a safetensors file without cil_genreg
+        metadata, malformed metadata, another format, or an unknown architecture.
+    """
     header = read_header(path)
     meta = (header.get("__metadata__") or {}).get(META_KEY)
     if meta is None:
@@ -265,7 +289,32 @@ def load(path, map_location="cpu"):
 
 
 def update_metadata(path, **entries):
-    """Add or replace entries of a checkpoint's ``metadata`` (rewrites the file atomically)."""
+    """Add or replace entries of a checkpoint's ``metadata``: ``metadata.update(entries)``.
+
+    The checkpoint is loaded (and so fully validated, as by :func:`load`) and written again
+    atomically with :func:`save`; the weights and config are unchanged.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        a checkpoint written by :func:`save`.
+    **entries
+        JSON-serialisable values, stored under their keyword names.
+
+    Returns
+    -------
+    str
+        the path written.
+
+    Raises
+    ------
+    FileNotFoundError
+        when ``path`` does not exist.
+    CheckpointError
+        when :func:`load` refuses the file.
+    TypeError
+        when an entry is not JSON-serialisable (the file is left as it was).
+    """
     model = load(path)
     meta = dict(model.metadata)
     meta.update(entries)
