@@ -96,10 +96,20 @@ def fastmri_knee(path, n=None, size=128, crop=320, slices=None, allow_fewer=Fals
     allow_fewer : bool
         when the files hold fewer than ``n`` slices, return those (default: an error).
 
+    Returns
+    -------
+    numpy.ndarray
+        C-contiguous float32 (N, size, size) in [0, 1]: the slices in file order (files sorted
+        by name), each centre-cropped to ``min(crop, H, W)`` square, resized and divided by its
+        own maximum (an all-zero slice stays zero). N is ``n``, or every selected slice when
+        ``n`` is None (fewer than ``n`` only with ``allow_fewer``; (0, size, size) for ``n=0``).
+
     Raises
     ------
     FileNotFoundError
         when ``path`` holds no HDF5 file; the message says where to get them.
+    ValueError
+        when ``n < 0``.
     MissingReconstructionError
         (a :class:`FastMRIError` and a :class:`KeyError`) when a file has neither
         ``reconstruction_esc`` nor ``reconstruction_rss``, as in fastMRI's k-space-only test set.
