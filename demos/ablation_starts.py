@@ -12,7 +12,9 @@ one λ per method (the demos' typical best), this measures:
 * the generator's own ceiling: the latent fit of the ground truth,
   min_z ‖G(z) − x‖² + 10⁻³‖z‖² (no data at all: the best any range method can do).
 
-Writes ``ablation.csv``/``.json`` and prints mean PSNRs.
+``--backend astra|tigre`` and ``--device cpu|cuda`` choose the projector (TIGRE: GPU only) and
+where the generator runs, as in the other demos. Writes ``ablation.csv``/``.json`` and prints
+mean PSNRs.
 """
 import argparse
 import csv
@@ -39,17 +41,21 @@ def parse_args(argv=None):
                    help="λ per method, JSON")
     p.add_argument("--model", default="mnist-vae")
     p.add_argument("--out", default=os.path.join("outputs", "ablation"))
+    p.add_argument("--backend", default="astra", choices=("astra", "tigre"),
+                   help="projector: ASTRA (2D on CPU or GPU) or TIGRE (GPU only)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="projector and generator device")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
 
-def latent_from(A, y, G, lam, z0, iterations):
+def latent_from(A, y, G, lam, z0, iterations, device="cpu"):
     """FISTA on LatentLeastSquares + λ‖z‖² from z0; returns (objective, image)."""
     from cil.optimisation.algorithms import FISTA
     from cil.optimisation.functions import L2NormSquared
     from cil_genreg import LatentLeastSquares
-    f = LatentLeastSquares(A, G, y)
+    f = LatentLeastSquares(A, G, y, device=device)
     start = f.latent_geometry.allocate(0)
     if z0 is not None:
         start.fill(np.asarray(z0, np.float32).ravel())
@@ -60,19 +66,20 @@ def latent_from(A, y, G, lam, z0, iterations):
     return float(f(z) + g(z)), f.image(z)
 
 
-def encode(G, x):
+def encode(G, x, device="cpu"):
     import torch
     with torch.no_grad():
-        code = G.encode(torch.from_numpy(np.ascontiguousarray(x.as_array()))[None, None])
+        image = torch.from_numpy(np.ascontiguousarray(x.as_array()))[None, None]
+        code = G.encode(image.to(device))
     code = code[0] if isinstance(code, (tuple, list)) else code
-    return code.reshape(-1).numpy()
+    return code.reshape(-1).cpu().numpy()
 
 
-def latent_fit_ceiling(G, truth):
+def latent_fit_ceiling(G, truth, device="cpu"):
     """PSNR of G(z*) for z* = argmin ‖G(z) − x‖² + 1e-3‖z‖² (from the encoder, and restarts)."""
     from cil_genreg import SoftGenerativeRegulariser
     R = SoftGenerativeRegulariser(G, mu=1e-3, max_iter=300, tol=1e-9, restarts=4, seed=0,
-                                  adaptive_tol=False)
+                                  adaptive_tol=False, device=device)
     R(truth)
     return experiments.psnr(R.generated_image(), truth)
 
@@ -80,33 +87,39 @@ def latent_fit_ceiling(G, truth):
 def main(argv=None):
     from tqdm.auto import tqdm
     args = parse_args(argv)
-    G = experiments.load_generator(args.model)
+    try:
+        experiments.check_backend(args.backend, args.device)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    dev = args.device
+    G = experiments.load_generator(args.model).to(dev)
     digits = experiments.held_out_digits(args.n, args.seed)
     rng = np.random.default_rng(args.seed)
     rows = []
     bar = tqdm(total=len(args.geometry) * len(digits), disable=args.no_progress)
     for geometry in args.geometry:
         ig, ag = experiments.make_geometry(28, args.angles, geometry)
-        A = experiments.make_projector(ig, ag)
+        A = experiments.make_projector(ig, ag, args.backend, dev)
         for k, image in enumerate(digits):
             truth = ig.allocate(None)
             truth.fill(image)
             y, _ = experiments.add_noise(A.direct(truth), 0.05, rng)
-            fbp, _ = experiments.initial_reconstruction(A, y)
+            fbp, _ = experiments.initial_reconstruction(A, y, args.backend, dev)
             tv = experiments.reconstruct("tv", A, y, args.lam["tv"], iterations=args.iterations)
             out = {"tv": tv, "fbp": fbp}
             lam = args.lam["latent"]
-            starts = {"latent z=0": None, "latent enc(FBP)": encode(G, fbp),
-                      "latent enc(TV)": encode(G, tv)}
-            found = {name: latent_from(A, y, G, lam, z0, args.iterations)
+            starts = {"latent z=0": None, "latent enc(FBP)": encode(G, fbp, dev),
+                      "latent enc(TV)": encode(G, tv, dev)}
+            found = {name: latent_from(A, y, G, lam, z0, args.iterations, dev)
                      for name, z0 in starts.items()}
             for name, (_, x) in found.items():
                 out[name] = x
             extra = [latent_from(A, y, G, lam, rng.standard_normal(G.latent_dim),
-                                 args.iterations) for _ in range(args.restarts)]
+                                 args.iterations, dev) for _ in range(args.restarts)]
             out[f"latent best of {3 + args.restarts}"] = min(list(found.values()) + extra,
                                                             key=lambda t: t[0])[1]
-            soft = dict(mu=experiments.MU["soft"])
+            soft = dict(mu=experiments.MU["soft"], device=dev)
             out["soft from FBP"] = experiments.reconstruct(
                 "soft", A, y, args.lam["soft"], G, x0=fbp, iterations=args.iterations, **soft)
             out["soft from TV"] = experiments.reconstruct(
@@ -121,7 +134,7 @@ def main(argv=None):
                 rows.append({"geometry": geometry, "image": k, "variant": name,
                              "psnr": experiments.psnr(x, truth)})
             rows.append({"geometry": geometry, "image": k, "variant": "ceiling: latent fit of "
-                         "the truth", "psnr": latent_fit_ceiling(G, truth)})
+                         "the truth", "psnr": latent_fit_ceiling(G, truth, dev)})
             bar.update()
     bar.close()
     os.makedirs(args.out, exist_ok=True)
