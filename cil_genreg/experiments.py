@@ -33,6 +33,9 @@ LAMBDAS = {"tv": (0.3, 1.0, 2.0, 4.0, 8.0), "latent": (0.1, 0.3, 1.0, 3.0, 10.0)
            "range": (0.03, 0.1, 0.3, 1.0, 3.0), "soft": (10.0, 30.0, 60.0, 100.0, 200.0),
            "sparse": (1.0, 3.0, 10.0, 30.0, 100.0)}
 MU = {"soft": 1e-3, "sparse": 1e-2}
+#: how the figures name each forward problem
+GEOMETRY_TITLES = {"parallel": "parallel beam (180°)", "limited": "limited angle (90°)",
+                   "fan": "fan beam (360°)"}
 CHOICES = ("initial", "discrepancy", "fixed", "best")
 STARTS = ("fbp", "tv")
 
@@ -521,7 +524,8 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
             stem = f"{name}_{geometry}_{count}"
             save_results(results, out, stem)
             talk_figure(results["examples"], os.path.join(out, stem + ".png"),
-                        f"{label}, {geometry} beam, {count} angles, {100 * noise:g}% noise")
+                        f"{label}, {GEOMETRY_TITLES.get(geometry, geometry)}, {count} angles, "
+                        f"{100 * noise:g}% noise")
             echo(f"\n{len(images)} held-out {label} images, {geometry}, {count} angles:")
             echo(format_table(results["summary"]))
             margin = soft_over_tv(results["summary"])
