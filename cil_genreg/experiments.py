@@ -344,16 +344,19 @@ def _encoded(generator, x0, f):
 
 def compare(images, generator, angles=10, geometry="parallel", noise=0.05, methods=METHODS,
             lambdas=None, iterations=100, backend="astra", device="cpu", seed=0,
-            progress=True, mu=None, tv_per_slice=False, start_from="fbp"):
+            progress=True, mu=None, tv_per_slice=False, start_from="tv"):
     """Reconstruct each image by each method over its λ grid; keep, per method, the λ of the
     discrepancy principle and the best λ against the ground truth.
 
     ``images`` is a stack (N, H, W) of 2D problems, or (N, slices, H, W) of 3D parallel-beam
     volumes (each regularised slice by slice through the generator, in one batch). ``mu``
     overrides :data:`MU` per method (e.g. ``{"soft": 1e-2}``). ``start_from``: the start of
-    the generative methods, "fbp" (the initial reconstruction, and its encoding for the latent
-    method) or "tv" (the TV image at the λ the discrepancy principle chose: no ground truth is
-    used; TV at the middle of its grid when "tv" is not among the methods).
+    the generative methods, "tv" (default: the TV image at the λ the discrepancy principle
+    chose, no ground truth used; TV at the middle of its grid when "tv" is not among the
+    methods; its encoding for the latent method) or "fbp" (the initial reconstruction). Measured
+    on 10 held-out digits: the same PSNR within 0.25 dB in parallel beam, and where FBP is poor
+    (limited angle) the FBP start sends the latent method into the wrong basin (13.1 dB, below
+    TV's 15.1) while the TV start gets 18.3 dB.
 
     Returns
     -------
@@ -492,7 +495,7 @@ def held_out_digits(n, seed=0):
 def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05,
                      iterations=100, methods=METHODS, model="mnist-vae", lambdas=None,
                      out=os.path.join("outputs", "mnist"), backend="astra", device="cpu",
-                     seed=0, progress=True, echo=print, start_from="fbp"):
+                     seed=0, progress=True, echo=print, start_from="tv"):
     """The talk's comparison on held-out MNIST digits, for each geometry and angle count:
     tables (``mnist_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in
     ``out``; the tables and soft's margin over TV are printed. Returns the summary rows."""
@@ -508,7 +511,7 @@ def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05
 def run_comparison(images, generator, name, angles=(10, 30), geometries=("parallel",),
                    noise=0.05, iterations=100, methods=METHODS, lambdas=None, out="outputs",
                    backend="astra", device="cpu", seed=0, progress=True, echo=print,
-                   meta=None, targets=None, title=None, mu=None, start_from="fbp"):
+                   meta=None, targets=None, title=None, mu=None, start_from="tv"):
     """:func:`compare` for each geometry and angle count, with the outputs: tables
     (``NAME_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in ``out``;
     the tables and soft's margin over TV are printed (``targets``: angles → dB soft should
@@ -578,9 +581,10 @@ def demo_parser(description, n, out, model, angles=(10, 30), geometries=GEOMETRI
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="projector and generator device")
     p.add_argument("--seed", type=int, default=0, help="seed of the image choice and the noise")
-    p.add_argument("--start", default="fbp", choices=STARTS,
-                   help="start of the generative methods: the FBP image (its encoding for the "
-                   "latent range method) or the TV image at the discrepancy principle's λ")
+    p.add_argument("--start", default="tv", choices=STARTS,
+                   help="start of the generative methods: the TV image at the discrepancy "
+                   "principle's λ (no ground truth; its encoding for the latent range method), "
+                   "or the FBP image (as good in parallel beam, poor in limited angle)")
     p.add_argument("--quick", action="store_true",
                    help="at most 2 images, 30 iterations, 2 λ per method: a smoke run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -32,9 +32,9 @@ def add_parser(subparsers):
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="projector and generator device")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--start", default="fbp", choices=("fbp", "tv"),
-                   help="start of the generative methods: FBP, or TV at the discrepancy "
-                   "principle's λ (better where FBP is poor, e.g. limited angle)")
+    p.add_argument("--start", default="tv", choices=("fbp", "tv"),
+                   help="start of the generative methods: TV at the discrepancy principle's λ "
+                   "(default), or FBP (as good in parallel beam, poor in limited angle)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
