@@ -35,3 +35,18 @@ def test_ci_runs_the_readme_test_command():
     command = re.search(r"## Tests.*?```bash\n(.*?)\n```", readme, flags=re.S).group(1).strip()
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
         assert command in f.read()
+
+
+def test_relative_links_in_readme_and_docs_exist():
+    import glob
+    pages = [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "benchmarks", "README.md")]
+    pages += glob.glob(os.path.join(ROOT, "docs", "*.md"))
+    missing = []
+    for page in pages:
+        with open(page, encoding="utf-8") as f:
+            text = f.read()
+        for link in re.findall(r"\]\(([^)#\s]+)", text):
+            if not link.startswith(("http://", "https://", "mailto:")) and not \
+                    os.path.exists(os.path.join(os.path.dirname(page), link)):
+                missing.append(f"{os.path.relpath(page, ROOT)} -> {link}")
+    assert not missing, missing
