@@ -49,6 +49,21 @@ def test_gan_trains_and_keeps_critic_in_training_state_only(tmp_path):
     assert "critic" in state and "optimizer_critic" in state
 
 
+def test_gan_held_out_error_is_a_latent_fit(tmp_path):
+    # a GAN has no encoder: its held-out error is the latent-fit PSNR, in history and metadata
+    ckpt = tmp_path / "gan.safetensors"
+    val = DATA[-8:]
+    r = training.train("gan", epochs=1, n_critic=2, checkpoint=ckpt, val_data=val, **FAST)
+    score = r.history[-1]["val_psnr_db"]
+    assert np.isfinite(score)
+    assert models.load(ckpt).metadata["held_out_latent_fit_psnr_db"] == pytest.approx(score)
+    # it is what fitting the generator to those images gives (not the same for noise)
+    assert score == pytest.approx(training.latent_fit_psnr(r.model, torch.from_numpy(val)),
+                                  abs=1e-3)
+    noise = torch.rand(8, 1, *val.shape[-2:], generator=torch.Generator().manual_seed(0))
+    assert training.latent_fit_psnr(r.model, noise) != pytest.approx(score, abs=0.1)
+
+
 def test_resume_continues_from_the_last_epoch(tmp_path):
     ckpt = tmp_path / "b.safetensors"
     first = training.train("vae", epochs=2, seed=5, checkpoint=ckpt, **FAST)
@@ -168,3 +183,16 @@ def test_data_subset_is_drawn_at_random_not_the_first_images(tmp_path):
     again, _ = load_data(str(path), n=50, seed=3)
     np.testing.assert_array_equal(images, again)
     assert len(load_data(str(path), n=5000)[0]) == 1000
+
+
+def test_cli_gan_reports_held_out_latent_fit(tmp_path, capsys):
+    data = tmp_path / "imgs.npy"
+    np.save(data, DATA[:40])
+    out = tmp_path / "g.safetensors"
+    assert main(["train", "--model", "gan", "--data", str(data), "--epochs", "1",
+                 "--latent-dim", "3", "--width", "4", "--batch-size", "20", "--val-fraction",
+                 "0.1", "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    assert "held-out latent-fit PSNR" in capsys.readouterr().out
+    meta = models.load(out).metadata
+    assert np.isfinite(meta["held_out_latent_fit_psnr_db"])
+    assert meta["validation"].startswith("4 images of the train split")

@@ -28,7 +28,8 @@ def add_parser(subparsers):
     p.add_argument("--beta", type=float, default=0.05, help="KL weight (vae)")
     p.add_argument("--kl-warmup", type=float, default=2.0, help="KL warm-up epochs (vae)")
     p.add_argument("--val-fraction", type=float, default=0.02,
-                   help="fraction of the training images held out to report reconstruction PSNR")
+                   help="fraction of the training images held out to report the held-out "
+                   "PSNR each epoch (reconstruction; latent fit for a GAN)")
     p.add_argument("--out", required=True, help="checkpoint path, e.g. model.safetensors")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     p.add_argument("--seed", type=int, default=0)
@@ -48,7 +49,7 @@ def run(args):
     images, info = load_data(args.data, "train", n=args.n, size=args.size, seed=args.seed,
                              mnist_path=args.mnist_path)
     val = None
-    if args.val_fraction and args.model != "gan":
+    if args.val_fraction:
         # a fixed, seeded part of the training split; never the test split
         rng = np.random.default_rng(args.seed)
         perm = rng.permutation(len(images))
@@ -64,7 +65,8 @@ def run(args):
                    progress=not args.quiet)
     last = result.history[-1] if result.history else {}
     print(f"wrote {args.out} (epoch {last.get('epoch', '?')}, loss {last.get('loss', float('nan')):.4g}"
-          + (f", held-out reconstruction PSNR {last['val_psnr_db']:.2f} dB" if 'val_psnr_db' in last
+          + (f", held-out {'latent-fit' if args.model == 'gan' else 'reconstruction'} PSNR "
+             f"{last['val_psnr_db']:.2f} dB" if 'val_psnr_db' in last
              else "") + ")" + (f"; throughput {result.images_per_second:.0f} images/s"
                    if result.seconds > 0 else "; nothing left to train"))
     return 0
