@@ -51,7 +51,9 @@ def from_tensor(t, out=None, geometry=None):
     out : DataContainer, optional
         filled in place and returned.
     geometry : ImageGeometry or AcquisitionGeometry, optional
-        allocate a new container of this geometry when ``out`` is None.
+        a new container of this geometry when ``out`` is None. For a contiguous float32 CPU
+        tensor the new ImageData / AcquisitionData *shares* ``t``'s memory (no copy); other
+        tensors and geometries are copied.
 
     Returns
     -------
@@ -66,6 +68,9 @@ def from_tensor(t, out=None, geometry=None):
     if out is None:
         if geometry is None:
             raise ValueError("from_tensor needs `out` or `geometry` to know what to return.")
+        shared = _wrap(t, geometry)
+        if shared is not None:
+            return shared
         out = geometry.allocate(None)
     dest = _array_of(out)
     t = t.detach()
@@ -77,6 +82,19 @@ def from_tensor(t, out=None, geometry=None):
     else:
         out.fill(t.reshape(dest.shape).cpu().numpy().astype(dest.dtype, copy=False))
     return out
+
+
+def _wrap(t, geometry):
+    """An ImageData / AcquisitionData of ``geometry`` on ``t``'s memory, or None where that
+    cannot be done without a copy."""
+    from cil.framework import AcquisitionData, AcquisitionGeometry, ImageData, ImageGeometry
+    kinds = ((ImageGeometry, ImageData), (AcquisitionGeometry, AcquisitionData))
+    cls = next((c for g, c in kinds if isinstance(geometry, g)), None)
+    t = t.detach()
+    if cls is None or t.device.type != "cpu" or t.dtype != torch.float32 or \
+            not t.is_contiguous() or t.numel() != int(np.prod(geometry.shape)):
+        return None
+    return cls(t.reshape(geometry.shape).numpy(), deep_copy=False, geometry=geometry)
 
 
 class CILOperatorFunction(torch.autograd.Function):

@@ -18,6 +18,16 @@ def test_cpu_float32_container_and_tensor_share_memory():
     assert out is x and np.all(x.as_array() == 3.0)
     new = from_tensor(torch.ones(20), geometry=ImageGeometry(5, 4))
     assert new.shape == (4, 5) and new.geometry == ImageGeometry(5, 4)
+    # a new container from a contiguous float32 CPU tensor wraps its memory: no copy either way
+    t = torch.arange(20, dtype=torch.float32)
+    wrapped = from_tensor(t, geometry=ImageGeometry(5, 4))
+    assert wrapped.as_array().ctypes.data == t.data_ptr()
+    ag = AcquisitionGeometry.create_Parallel2D().set_angles([0, 90]).set_panel(10)
+    sino = torch.ones(20)
+    assert from_tensor(sino, geometry=ag).as_array().ctypes.data == sino.data_ptr()
+    # other dtypes are converted into a fresh float32 container
+    converted = from_tensor(torch.arange(20, dtype=torch.float64), geometry=ImageGeometry(5, 4))
+    assert converted.dtype == np.float32 and converted.as_array()[3, 4] == 19.0
     with pytest.raises(ValueError, match="shape"):
         from_tensor(torch.ones(3), out=x)
 
