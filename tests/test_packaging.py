@@ -353,3 +353,18 @@ def test_api_page_lists_every_public_name(module):
     names = importlib.import_module(module).__all__
     missing = [name for name in names if not re.search(rf"`{re.escape(name)}\b", text)]
     assert not missing, f"docs/api.md does not list {module}: {missing}"
+
+
+# -- 7. the torch maths is kept apart from CIL -------------------------------------------------
+@pytest.mark.parametrize("package", ["latent", "models"])
+def test_torch_only_packages_never_import_cil(package):
+    import ast
+    offenders = []
+    for path in sorted((ROOT / "cil_genreg" / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0
+                     else [])
+            offenders += [f"{path.name}:{node.lineno} {n}" for n in names
+                          if n == "cil" or n.startswith("cil.")]
+    assert not offenders, offenders
