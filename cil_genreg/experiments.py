@@ -628,6 +628,18 @@ def format_table(summary):
     return "\n".join(lines)
 
 
+def backend_refusal(args):
+    """For a demo's ``main``: None when ``args.backend`` / ``args.device`` can run here, else
+    print ``error: ...`` (what to do instead) and return the exit status 1."""
+    import sys
+    try:
+        check_backend(args.backend, args.device)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return None
+
+
 def format_markdown(summary, choices=("discrepancy", "fixed", "best")):
     """The summary as a Markdown table: one row per method, one PSNR / SSIM column pair per λ
     choice (for docs)."""

@@ -87,11 +87,9 @@ def latent_fit_ceiling(G, truth, device="cpu"):
 def main(argv=None):
     from tqdm.auto import tqdm
     args = parse_args(argv)
-    try:
-        experiments.check_backend(args.backend, args.device)
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    refusal = experiments.backend_refusal(args)
+    if refusal:
+        return refusal
     dev = args.device
     G = experiments.load_generator(args.model).to(dev)
     digits = experiments.held_out_digits(args.n, args.seed)

@@ -89,11 +89,9 @@ def main(argv=None):
               f"one on fastMRI knee training slices, e.g. `cil-genreg train --model vae --data "
               f"PATH --size {args.size} --out knee-vae.safetensors`.", file=sys.stderr)
         return 2
-    try:
-        experiments.check_backend(args.backend, args.device)
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    refusal = experiments.backend_refusal(args)
+    if refusal:
+        return refusal
     generator = experiments.load_generator(args.model)
     summary = experiments.run_comparison(
         images, generator, "knee", angles=args.angles, geometries=args.geometry,

@@ -33,11 +33,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     lambdas = experiments.demo_lambdas(args, experiments.LAMBDAS, experiments.QUICK_LAMBDAS)
-    try:
-        experiments.check_backend(args.backend, args.device)
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    refusal = experiments.backend_refusal(args)
+    if refusal:
+        return refusal
     summary = experiments.mnist_comparison(
         n=args.n, angles=args.angles, geometries=args.geometry, noise=args.noise,
         iterations=args.iterations, methods=args.methods, model=args.model, lambdas=lambdas,

@@ -50,11 +50,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     lambdas = experiments.demo_lambdas(args, LAMBDAS, QUICK_LAMBDAS)
-    try:
-        experiments.check_backend(args.backend, args.device)
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    refusal = experiments.backend_refusal(args)
+    if refusal:
+        return refusal
     generator = experiments.load_generator(args.model)
     summary = experiments.run_comparison(
         held_out_shapes(args.n, args.size, args.seed), generator, "shapes", angles=args.angles,

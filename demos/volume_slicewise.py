@@ -84,11 +84,9 @@ def volume_figure(examples, path, title="", columns=4):
 def main(argv=None):
     args = parse_args(argv)
     lambdas = experiments.demo_lambdas(args, experiments.LAMBDAS, experiments.QUICK_LAMBDAS)
-    try:
-        experiments.check_backend(args.backend, args.device)
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    refusal = experiments.backend_refusal(args)
+    if refusal:
+        return refusal
     generator = experiments.load_generator(args.model)
     volumes = volume_slices(args.dataset, args.n, args.slices, args.seed)
     summary = []
