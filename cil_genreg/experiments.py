@@ -389,14 +389,14 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
         y, sigma = add_noise(A.direct(truth), noise, rng)
         x0, x0_label = initial_reconstruction(A, y, backend, device)
         recons = {}
-        start = x0
+        start, tv_start = x0, None
         for method in methods:
             if method == "fbp":
                 recons[method] = ("initial", None, x0)
                 bar.update()
                 continue
             if method != "tv" and start is x0 and start_from == "tv":
-                start = tv_start if "tv" in recons else reconstruct(
+                start = tv_start if tv_start is not None else reconstruct(
                     "tv", A, y, lambdas["tv"][len(lambdas["tv"]) // 2], x0=x0,
                     iterations=iterations, tv_per_slice=tv_per_slice)
             found = {}

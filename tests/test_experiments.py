@@ -55,3 +55,14 @@ def test_cli_demo_refuses_tigre_and_cuda_here_with_what_to_do(tmp_path, capsys):
         assert main(["demo", "--device", "cuda", "--out", str(tmp_path)]) == 1
         assert "--device cpu" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # refused before any work
+
+
+def test_demo_shows_a_progress_bar_unless_asked_not_to(tmp_path, capsys):
+    from cil_genreg.cli import main
+    args = ["demo", "--n", "1", "--angles", "10", "--iterations", "5", "--methods", "fbp",
+            "tv", "soft", "--out", str(tmp_path)]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "parallel 10 angles" in err and "100%" in err  # tqdm over the runs, to the end
+    assert main(args + ["--quiet"]) == 0
+    assert "100%" not in capsys.readouterr().err
