@@ -46,7 +46,7 @@ def main(argv=None):
         return 2
     try:
         return int(args._run(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError) as err:
         print(f"cil-genreg {args.command}: error: {err}", file=sys.stderr)
         return 1
 

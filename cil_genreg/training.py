@@ -164,7 +164,8 @@ def reconstruction_psnr(model, data, batch_size=256):
 
 
 def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=16, seed=0,
-          device="cpu", checkpoint=None, resume=False, beta=0.05, kl_warmup_epochs=2.0,
+          device="cpu", checkpoint=None, resume=False, overwrite=False, beta=0.05,
+          kl_warmup_epochs=2.0,
           width=16, val_data=None, n_critic=5, gp_weight=10.0, lr_final_fraction=0.05,
           metadata=None, command=None, threads=None, progress=True):
     """Train a VAE, an autoencoder or a WGAN-GP on images in [0, 1].
@@ -191,6 +192,10 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     resume : bool
         continue from the state saved next to ``checkpoint`` (starts afresh, with a message,
         when none exists yet).
+    overwrite : bool
+        start afresh over an existing ``checkpoint`` (or its training state). Without it (or
+        ``resume``) an existing file is refused before anything is trained: a trained model
+        is never lost by accident.
     beta : float
         weight of the KL term (VAE).
     kl_warmup_epochs : float
@@ -221,6 +226,14 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     if data is None:
         raise ValueError("data is required: an array (N, H, W) of training images in [0, 1], "
                          "e.g. cil_genreg.datasets.shapes(5000, size=64).")
+    if checkpoint and not resume and not overwrite:
+        taken = [f for f in (os.fspath(checkpoint), os.fspath(checkpoint) + STATE_SUFFIX)
+                 if os.path.exists(f)]
+        if taken:
+            raise FileExistsError(
+                f"{taken[0]!r} exists: continue that run with resume=True (--resume), choose "
+                "another checkpoint path (--out), or pass overwrite=True (--overwrite) to "
+                "start afresh and replace it.")
     if threads:
         torch.set_num_threads(int(threads))
     device = resolve_device(device)

@@ -196,3 +196,20 @@ def test_cli_gan_reports_held_out_latent_fit(tmp_path, capsys):
     meta = models.load(out).metadata
     assert np.isfinite(meta["held_out_latent_fit_psnr_db"])
     assert meta["validation"].startswith("4 images of the train split")
+
+
+def test_an_existing_checkpoint_is_never_overwritten_by_accident(tmp_path, capsys):
+    ckpt = tmp_path / "mine.safetensors"
+    training.train("ae", epochs=1, checkpoint=ckpt, **FAST)
+    before = ckpt.read_bytes()
+    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
+        training.train("ae", epochs=1, seed=9, checkpoint=ckpt, **FAST)
+    assert ckpt.read_bytes() == before
+    data = tmp_path / "imgs.npy"
+    np.save(data, DATA[:40])
+    args = ["train", "--model", "ae", "--data", str(data), "--epochs", "1", "--latent-dim", "4",
+            "--width", "4", "--out", str(ckpt), "--quiet", "--threads", "1", "--seed", "9"]
+    assert main(args) == 1
+    assert "exists" in capsys.readouterr().err and ckpt.read_bytes() == before
+    assert main(args + ["--overwrite"]) == 0
+    assert ckpt.read_bytes() != before

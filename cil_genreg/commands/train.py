@@ -32,6 +32,8 @@ def add_parser(subparsers):
                    "PSNR each epoch (reconstruction; latent fit for a GAN)")
     p.add_argument("--out", required=True, help="checkpoint path, e.g. model.safetensors")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh over an existing OUT (refused without it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -59,7 +61,8 @@ def run(args):
     command = "cil-genreg " + shlex.join(getattr(args, "_argv", sys.argv[1:]))
     result = train(model=args.model, data=images, epochs=args.epochs, batch_size=args.batch_size,
                    lr=args.lr, latent_dim=args.latent_dim, seed=args.seed, device=args.device,
-                   checkpoint=args.out, resume=args.resume, beta=args.beta,
+                   checkpoint=args.out, resume=args.resume, overwrite=args.overwrite,
+                   beta=args.beta,
                    kl_warmup_epochs=args.kl_warmup, width=args.width, val_data=val,
                    metadata=info, command=command, threads=args.threads,
                    progress=not args.quiet)
