@@ -95,12 +95,6 @@ class LatentTrace(common.TraceCallback):
         self._overhead += time.perf_counter() - t
 
 
-def fbp_start(A, y):
-    """The FBP image of ``y`` (ASTRA's CPU FBP, as the demos start)."""
-    from cil_genreg.experiments import initial_reconstruction
-    return initial_reconstruction(A, y)[0]
-
-
 def ours_latent(G, A, y, x_true, alpha, iterations, start="zeros"):
     from cil.optimisation.algorithms import FISTA
     from cil.optimisation.functions import L2NormSquared
@@ -113,7 +107,8 @@ def ours_latent(G, A, y, x_true, alpha, iterations, start="zeros"):
     g = alpha * L2NormSquared()
     trace = LatentTrace(x_true, f)
     trace.start()
-    z0 = _encoded(G, fbp_start(A, y), f) if start == "fbp" else f.latent_geometry.allocate(0)
+    z0 = (_encoded(G, common.fbp_start(A, y), f) if start == "fbp" else
+          f.latent_geometry.allocate(0))
     algo = FISTA(initial=z0, f=f, g=g, update_objective_interval=0)
     algo.run(iterations, callbacks=[trace], verbose=0)
     z = algo.solution
@@ -131,7 +126,7 @@ def ours_range(G, A, y, x_true, alpha, iterations, norm_A2, inner_max_iter=50, s
     R = RangeGenerativeRegulariser(G, max_iter=inner_max_iter)
     trace = common.TraceCallback(x_true)
     trace.start()
-    x0 = fbp_start(A, y) if start == "fbp" else A.domain_geometry().allocate(0)
+    x0 = common.fbp_start(A, y) if start == "fbp" else A.domain_geometry().allocate(0)
     algo = FISTA(initial=x0, f=f, g=alpha * R, update_objective_interval=0)
     algo.run(iterations, callbacks=[trace], verbose=0)
     x = algo.solution

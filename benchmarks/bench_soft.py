@@ -25,7 +25,6 @@ credits the reference with the moment its winning restart first reached its fina
     python benchmarks/bench_soft.py --digits 1 --quick   # smoke configuration
 """
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -140,11 +139,7 @@ def ours(G, A, y, x_true, lam, mu, iterations, norm_A2, init="auto", inner_max_i
                                   max_iter=inner_max_iter, tol=inner_tol)
     trace = common.TraceCallback(x_true)
     trace.start()
-    if init == "fbp":
-        from cil_genreg.experiments import initial_reconstruction
-        x0 = initial_reconstruction(A, y)[0]
-    else:
-        x0 = A.domain_geometry().allocate(0)
+    x0 = common.fbp_start(A, y) if init == "fbp" else A.domain_geometry().allocate(0)
     algo = FISTA(initial=x0, f=f, g=lam * R, update_objective_interval=0)
     algo.run(iterations, callbacks=[trace], verbose=0)
     x = algo.solution

@@ -236,6 +236,12 @@ def ct_problem(image, n_angles=10, noise=0.05, seed=0, panel=41):
     return ig, A, x_true, y
 
 
+def fbp_start(A, y):
+    """The FBP image of ``y`` (ASTRA's CPU FBP), where the demos and users start."""
+    from cil_genreg.experiments import initial_reconstruction
+    return initial_reconstruction(A, y)[0]
+
+
 def psnr(x, ref, data_range=1.0):
     """PSNR in dB with a fixed data range (MNIST images lie in [0, 1])."""
     a = x.as_array() if hasattr(x, "as_array") else np.asarray(x)
