@@ -144,9 +144,7 @@ def latent_fit_psnr(generator, data, n=32, steps=100):
     float
     """
     from .evaluation import latent_fit
-    x = data[:n]
-    x = x.reshape(len(x), *x.shape[-2:]).detach().cpu().numpy()
-    return float(latent_fit(generator, x, steps=steps, progress=False)[2].mean())
+    return float(latent_fit(generator, data[:n], steps=steps, progress=False)[2].mean())
 
 
 @torch.no_grad()
