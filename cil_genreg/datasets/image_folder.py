@@ -9,9 +9,13 @@ from ._common import as_images
 EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
+def _scaled(a):
+    """8-bit values divided by 255 (their scale is known); anything else as it is."""
+    return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a
+
+
 def _read_file(path):
-    """The image(s) of one file, in the file's own dtype (8-bit stays uint8: its scale is
-    known); colour becomes grey."""
+    """The image(s) of one file (8-bit ones scaled to [0, 1]); colour becomes grey."""
     ext = os.path.splitext(path)[1].lower()
     if ext in (".tif", ".tiff"):
         import tifffile
@@ -19,13 +23,13 @@ def _read_file(path):
         a = tifffile.imread(path)
         if a.ndim == 3 and a.shape[-1] in (3, 4):
             a = a[..., :3].mean(-1).astype(a.dtype)
-        return a
+        return _scaled(a)
     from PIL import Image
 
     with Image.open(path) as im:
         if im.mode not in ("L", "I;16", "I", "F"):
             im = im.convert("L")  # colour, palette or 1-bit: 8-bit grey
-        return np.asarray(im)
+        return _scaled(np.asarray(im))
 
 
 def image_folder(path, size=None):
@@ -64,9 +68,6 @@ def image_folder(path, size=None):
             if len(shapes) > 1:
                 raise ValueError(f"images in {path!r} differ in shape ({sorted(shapes)}); "
                                  "crop or resize them to one shape first.")
-            if len({a.dtype for a in arrays}) > 1:
-                arrays = [a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else
-                          a.astype(np.float32) for a in arrays]
             a = np.stack(arrays)
             if a.ndim == 4:
                 raise ValueError(f"{path!r} holds multi-page images; pass each TIFF stack alone.")
@@ -75,10 +76,7 @@ def image_folder(path, size=None):
         else:
             raise FileNotFoundError(f"{path!r} does not exist: pass a folder of PNG/TIFF files, "
                                     "a TIFF stack, or an array.")
-    a = np.asarray(a)
-    if a.dtype == np.uint8:
-        a = a.astype(np.float32) / 255.0
-    images = as_images(a, "images")
+    images = as_images(_scaled(np.asarray(a)), "images")
     if size is not None:
         from ._common import resize
 
