@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGES = ["cil_genreg", "cil_genreg.latent", "cil_genreg.models", "cil_genreg.datasets"]
+PACKAGES = ["cil_genreg", "cil_genreg.latent", "cil_genreg.models", "cil_genreg.datasets",
+            "cil_genreg.algorithms"]
 
 # Exported names whose docstrings still lack a section, from files owned by others: each
 # file's owner is to add the section and then delete the name here.
