@@ -48,8 +48,9 @@ def setup(args):
 
 def regulariser(G, args):
     from cil_genreg import SoftGenerativeRegulariser
+    # one exact prox per call (adaptive_tol would make a first prox an inexact one)
     return SoftGenerativeRegulariser(G, mu=args.mu, max_iter=args.inner_max_iter,
-                                     tol=args.inner_tol)
+                                     tol=args.inner_tol, adaptive_tol=False)
 
 
 def batched(G, vol, args):

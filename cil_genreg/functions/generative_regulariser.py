@@ -44,14 +44,19 @@ class GenerativeRegulariser(Function):
     tol : float
         relative tolerance of the inner optimiser (the tightest used when ``adaptive_tol``).
     adaptive_tol : bool
-        follow the outer iteration: the first latent step is solved to ``tol``; then one whose
-        input moved by
+        follow the outer iteration (inexact proximal maps, as CIL's ``TotalVariation`` with its
+        few warm-started inner iterations): a latent step whose input moved by
         :math:`\delta = \|v_k - v_{k-1}\| / \|v_k\|` since the previous call is solved to
         :math:`\text{clip}(\delta^2, \text{tol}, \text{tol\_max})` — loose while the outer
         algorithm moves fast, tight as it settles (the inexact-prox idea of Schmidt, Le Roux &
-        Bach 2011, where summable inner errors keep the outer rate).
+        Bach 2011, where summable inner errors keep the outer rate). While it is at
+        ``tol_max`` (and for the first proximal map, the start of an outer iteration) the step
+        also runs at most ``inexact_max_iteration`` inner iterations, continued from its warm
+        start at the next call. The first value or gradient is solved to ``tol``.
     tol_max : float
         the loosest inner tolerance of ``adaptive_tol``.
+    inexact_max_iteration : int
+        inner iterations at most while ``adaptive_tol`` is at ``tol_max``.
     restarts : int
         random starts per latent step besides the warm start, batched through the generator.
     warm_start : bool
@@ -81,7 +86,8 @@ class GenerativeRegulariser(Function):
     INITS = ("auto", "zeros", "encoder")
 
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
-                 max_iter=50, tol=1e-6, adaptive_tol=True, tol_max=1e-3, restarts=0,
+                 max_iter=50, tol=1e-6, adaptive_tol=True, tol_max=1e-3,
+                 inexact_max_iteration=3, restarts=0,
                  warm_start=True, init="auto", seed=None, device=None, lr=None, threads=1):
         super().__init__()
         self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser, max_iter=max_iter,
@@ -99,6 +105,10 @@ class GenerativeRegulariser(Function):
         self.geometry = geometry
         self.adaptive_tol = bool(adaptive_tol)
         self.tol_max = max(float(tol_max), self.solver.tol)
+        if int(inexact_max_iteration) < 1:
+            raise ValueError(f"inexact_max_iteration must be a positive integer, got "
+                             f"{inexact_max_iteration}")
+        self.inexact_max_iteration = int(inexact_max_iteration)
         self._latent = None
         self._last_like = None
         self._previous_target = None
@@ -208,15 +218,19 @@ class GenerativeRegulariser(Function):
             code = self._encode(target)
         return code[0] if isinstance(code, (tuple, list)) else code
 
-    def _inner_tol(self, target, key):
-        """The tolerance of this latent step (see ``adaptive_tol``)."""
+    def _inner_options(self, target, key, proximal):
+        """The tolerance and iteration cap of this latent step (see ``adaptive_tol``)."""
         if not self.adaptive_tol or key != self.PRIMAL:
-            return self.solver.tol
+            return self.solver.tol, None
         previous, self._previous_target = self._previous_target, target.clone()
         if previous is None or previous.shape != target.shape:
-            return self.solver.tol
-        moved = ((target - previous).norm() / target.norm().clamp_min(1e-12)).item()
-        return min(self.tol_max, max(self.solver.tol, moved ** 2))
+            tol = self.tol_max if proximal else self.solver.tol
+        else:
+            moved = ((target - previous).norm() / target.norm().clamp_min(1e-12)).item()
+            tol = min(self.tol_max, max(self.solver.tol, moved ** 2))
+        if tol >= self.tol_max:
+            return tol, min(self.inexact_max_iteration, self.solver.max_iter)
+        return tol, None
 
     def _check_conjugate_mu(self):
         r"""The conjugate's latent maximisation needs the coercive term :math:`\mu\|z\|^2`."""
@@ -228,10 +242,11 @@ class GenerativeRegulariser(Function):
                 "exists. Use mu > 0 for the conjugate (e.g. PDHG's dual objective); the value, "
                 "proximal map (and gradient, where there is one) work with mu = 0.")
 
-    def _solve(self, misfit, target, c, key=PRIMAL, like=None):
+    def _solve(self, misfit, target, c, key=PRIMAL, like=None, proximal=False):
         z0 = self._initial_latent(target, key)
-        solution = self.solver.solve(misfit, target, c, z0=z0, key=key,
-                                     tol=self._inner_tol(target, key))
+        tol, max_iter = self._inner_options(target, key, proximal)
+        solution = self.solver.solve(misfit, target, c, z0=z0, key=key, tol=tol,
+                                     max_iter=max_iter)
         if key == self.PRIMAL:
             self._latent = solution.z
             self._last_like = like

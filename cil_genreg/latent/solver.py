@@ -208,7 +208,7 @@ class LatentSolver:
         extra = self.restart_std * torch.randn(self.restarts * batch, d, generator=self._rng)
         return torch.cat([first, extra.to(self.device)], dim=0)
 
-    def solve(self, misfit, target, c, z0=None, key="default", tol=None):
+    def solve(self, misfit, target, c, z0=None, key="default", tol=None, max_iter=None):
         r"""Solve the batch of latent problems.
 
         Parameters
@@ -225,6 +225,8 @@ class LatentSolver:
             names the warm-start slot (e.g. one for proximal maps, one for conjugates).
         tol : float, optional
             this solve's tolerance instead of the solver's ``tol``.
+        max_iter : int, optional
+            this solve's iteration cap instead of the solver's ``max_iter``.
 
         Returns
         -------
@@ -234,6 +236,7 @@ class LatentSolver:
         t0 = time.perf_counter()
         stats = self.stats
         tol = self.tol if tol is None else float(tol)
+        max_iter = self.max_iter if max_iter is None else int(max_iter)
         target = target.to(self.device, torch.float32)
         batch = target.shape[0]
         z = self._starts(batch, z0, key)
@@ -251,9 +254,10 @@ class LatentSolver:
 
         with torch.enable_grad(), frozen(G), self.generator.threads():
             if self.optimiser in ("bfgs", "lbfgs"):
-                z, values, images, iterations = self._run_quasi_newton(z, objective, tol, key)
+                z, values, images, iterations = self._run_quasi_newton(z, objective, tol, key,
+                                                                       max_iter)
             else:
-                z, values, images, iterations = self._run_adam(z, objective, tol)
+                z, values, images, iterations = self._run_adam(z, objective, tol, max_iter)
         if n_starts > 1:
             best = values.view(n_starts, batch).argmin(dim=0)
             rows = best * batch + torch.arange(batch, device=best.device)
@@ -268,7 +272,7 @@ class LatentSolver:
     def _new_memory(self):
         return BFGSMemory() if self.optimiser == "bfgs" else LBFGSMemory(self.history_size)
 
-    def _run_quasi_newton(self, z, objective, tol, key):
+    def _run_quasi_newton(self, z, objective, tol, key, max_iter):
         def fg(zz, rows):
             zz = zz.detach().requires_grad_(True)
             values, images = objective(zz, rows)
@@ -279,16 +283,16 @@ class LatentSolver:
         # generator) has nearly the same Hessian, so its first step needs no backtracking
         memory = self._memory.get(key) if self.warm_start else None
         z, values, images, iterations, _, memory = batched_quasi_newton(
-            fg, z, memory if memory is not None else self._new_memory(), self.max_iter, tol)
+            fg, z, memory if memory is not None else self._new_memory(), max_iter, tol)
         if self.warm_start:
             self._memory[key] = memory
         return z, values, images, iterations
 
-    def _run_adam(self, z, objective, tol):
+    def _run_adam(self, z, objective, tol, max_iter):
         z = z.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.lr)
-        previous, calm, iterations = None, 0, self.max_iter
-        for it in range(1, self.max_iter + 1):
+        previous, calm, iterations = None, 0, max_iter
+        for it in range(1, max_iter + 1):
             loss = objective(z)[0].sum()
             (z.grad,) = torch.autograd.grad(loss, z)
             opt.step()
