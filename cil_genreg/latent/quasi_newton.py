@@ -24,7 +24,8 @@ def _pairs_ok(s, y):
     type can resolve (a pair from a step lost in rounding would blow the estimate up)."""
     sy = (s * y).sum(dim=1)
     margin = torch.finfo(s.dtype).eps ** 0.5
-    return sy, (sy > margin * y.norm(dim=1) * s.norm(dim=1)) & (sy > torch.finfo(s.dtype).tiny)
+    norms = torch.linalg.vector_norm(y, dim=1) * torch.linalg.vector_norm(s, dim=1)
+    return sy, (sy > margin * norms) & (sy > torch.finfo(s.dtype).tiny)
 
 
 class LBFGSMemory:
