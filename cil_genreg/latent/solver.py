@@ -147,6 +147,7 @@ class LatentSolver:
             self._rng.manual_seed(int(seed))
         self._warm = {}
         self._memory = {}
+        self._graph = {}
         self.stats = SolverStats()
 
     @property
@@ -168,9 +169,11 @@ class LatentSolver:
         if key is None:
             self._warm.clear()
             self._memory.clear()
+            self._graph.clear()
         else:
             self._warm.pop(key, None)
             self._memory.pop(key, None)
+            self._graph.pop(key, None)
 
     def warm_latent(self, key="default"):
         """The stored solution of ``key``.
@@ -245,10 +248,11 @@ class LatentSolver:
         c = float(c)
         G = self.generator.module
 
-        def objective(zz, rows=None):
-            stats.generator_calls += 1
-            stats.generator_images += zz.shape[0]
-            image = G(zz)
+        def objective(zz, rows=None, image=None):
+            if image is None:
+                stats.generator_calls += 1
+                stats.generator_images += zz.shape[0]
+                image = G(zz)
             wanted = target_rep if rows is None else target_rep[rows]
             return misfit(image, wanted) + c * zz.square().sum(dim=1), image
 
@@ -273,10 +277,21 @@ class LatentSolver:
         return BFGSMemory() if self.optimiser == "bfgs" else LBFGSMemory(self.history_size)
 
     def _run_quasi_newton(self, z, objective, tol, key, max_iter):
+        # The last evaluation's generator graph is kept (retain_graph): when the next solve of
+        # this key starts exactly there (the warm start of a 2D outer iteration), only the
+        # misfit changes, and the forward pass through G is skipped.
+        kept = self._graph.pop(key, None) if self.warm_start else None
+        last = []
+
         def fg(zz, rows):
-            zz = zz.detach().requires_grad_(True)
-            values, images = objective(zz, rows)
-            (grad,) = torch.autograd.grad(values.sum(), zz)
+            if rows is None and kept is not None and kept[0].shape == zz.shape \
+                    and torch.equal(kept[0], zz):
+                leaf, values, images = kept[1], *objective(kept[1], None, kept[2])
+            else:
+                leaf = zz.detach().requires_grad_(True)
+                values, images = objective(leaf, rows)
+            (grad,) = torch.autograd.grad(values.sum(), leaf, retain_graph=self.warm_start)
+            last[:] = [leaf.detach(), leaf, images]
             return values.detach(), grad, images.detach()
 
         # warm starts carry the curvature too: the next problem (a nearby target, the same
@@ -286,6 +301,8 @@ class LatentSolver:
             fg, z, memory if memory is not None else self._new_memory(), max_iter, tol)
         if self.warm_start:
             self._memory[key] = memory
+            if last and last[0].shape == z.shape and torch.equal(last[0], z):
+                self._graph[key] = tuple(last)
         return z, values, images, iterations
 
     def _run_adam(self, z, objective, tol, max_iter):
