@@ -99,7 +99,6 @@ def ours_latent(G, A, y, x_true, alpha, iterations, start="zeros"):
     from cil.optimisation.algorithms import FISTA
     from cil.optimisation.functions import L2NormSquared
     from cil_genreg import LatentLeastSquares
-    from cil_genreg.experiments import _encoded
     f = LatentLeastSquares(A, G, y)
     t = time.perf_counter()
     L = f.L  # estimated once (power iterations through G and A), reported apart
@@ -107,7 +106,7 @@ def ours_latent(G, A, y, x_true, alpha, iterations, start="zeros"):
     g = alpha * L2NormSquared()
     trace = LatentTrace(x_true, f)
     trace.start()
-    z0 = (_encoded(G, common.fbp_start(A, y), f) if start == "fbp" else
+    z0 = (f.generator_operator.encode(common.fbp_start(A, y)) if start == "fbp" else
           f.latent_geometry.allocate(0))
     algo = FISTA(initial=z0, f=f, g=g, update_objective_interval=0)
     algo.run(iterations, callbacks=[trace], verbose=0)

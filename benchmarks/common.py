@@ -238,7 +238,7 @@ def ct_problem(image, n_angles=10, noise=0.05, seed=0, panel=41):
 
 def fbp_start(A, y):
     """The FBP image of ``y`` (ASTRA's CPU FBP), where the demos and users start."""
-    from cil_genreg.experiments import initial_reconstruction
+    from cil_genreg.forward import initial_reconstruction
     return initial_reconstruction(A, y)[0]
 
 

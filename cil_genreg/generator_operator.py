@@ -1,10 +1,13 @@
 r"""The generator as a (nonlinear) CIL Operator from latent space to image space."""
+from ._cil import require_cil
+
+require_cil()
 import torch
 from cil.framework import ImageGeometry, VectorGeometry
 from cil.optimisation.operators import Operator
 
 from .bridge import as_tensor, from_tensor
-from .latent import GeneratorSpec, frozen
+from .latent import GeneratorSpec, encode_mean, frozen
 
 
 class GeneratorOperator(Operator):
@@ -45,6 +48,29 @@ class GeneratorOperator(Operator):
 
     def is_linear(self):
         return False
+
+    def encode(self, x):
+        """The encoder's latent of an image (each slice's, for a volume): the mean of a VAE's
+        encoder or an AE's code; None when the generator has no encoder.
+
+        Parameters
+        ----------
+        x : DataContainer or numpy.ndarray
+            an image of the range geometry's shape.
+
+        Returns
+        -------
+        VectorData or None
+            in the domain geometry.
+        """
+        h, w = self.spec.image_shape
+        code = encode_mean(self.spec.module, as_tensor(x, device=self.spec.device)
+                           .reshape(-1, 1, h, w))
+        if code is None:
+            return None
+        z = self.domain_geometry().allocate(None)
+        z.fill(code.reshape(-1).cpu().numpy())
+        return z
 
     def latent_batch(self, z):
         """The latent VectorData (or array) as a (slices, d) tensor on the generator's device.

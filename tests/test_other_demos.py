@@ -107,16 +107,17 @@ def test_ablation_runs_with_backend_and_device_passed_through(tmp_path, tiny_che
                                                               monkeypatch):
     # a smoke run (untrained tiny VAE, 1 digit, 2 iterations) recording what reaches the
     # projector, the FBP and the generative methods
-    from cil_genreg import experiments
+    from cil_genreg import forward, methods
     seen = []
 
     def spy(name):
-        real = getattr(experiments, name)
+        module = methods if name == "reconstruct" else forward
+        real = getattr(module, name)
 
         def wrapped(*args, **kwargs):
             seen.append((name, args[2:4] if name != "reconstruct" else kwargs.get("device")))
             return real(*args, **kwargs)
-        monkeypatch.setattr(experiments, name, wrapped)
+        monkeypatch.setattr(module, name, wrapped)
 
     for name in ("make_projector", "initial_reconstruction", "reconstruct"):
         spy(name)

@@ -160,3 +160,27 @@ def frozen(module):
     finally:
         for p in params:
             p.requires_grad_(True)
+
+
+def encode_mean(module, images):
+    """The encoder's code of ``images``: the mean of ``encode``'s ``(mu, logvar)`` (a VAE) or
+    its code (an AE), without gradients; None when the module has no encoder (a GAN).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        a generator, with or without an ``encode`` method.
+    images : torch.Tensor
+        (B, 1, H, W) on the module's device.
+
+    Returns
+    -------
+    torch.Tensor or None
+        (B, d).
+    """
+    encode = getattr(module, "encode", None)
+    if encode is None:
+        return None
+    with torch.no_grad():
+        code = encode(images)
+    return code[0] if isinstance(code, (tuple, list)) else code
