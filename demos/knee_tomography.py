@@ -45,7 +45,7 @@ WHERE = ("fastMRI knee data are needed and cannot be downloaded automatically.\n
 
 def parse_args(argv=None):
     p = options.comparison_parser(__doc__.split("\n\n")[0], n=10,
-                                out=os.path.join("outputs", "knee"), model=None)
+                                  out=os.path.join("outputs", "knee"), model=None)
     p.add_argument("--data", help="fastMRI knee .h5 file or folder of them")
     p.add_argument("--size", type=int, default=128, help="image side (the paper's 128)")
     p.add_argument("--skip-edge-slices", type=int, default=10,

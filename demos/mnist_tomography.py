@@ -27,7 +27,7 @@ from cil_genreg.commands import options
 
 def parse_args(argv=None):
     p = options.comparison_parser(__doc__.split("\n\n")[0], n=20,
-                                out=os.path.join("outputs", "mnist"), model="mnist-vae")
+                                  out=os.path.join("outputs", "mnist"), model="mnist-vae")
     return p.parse_args(argv)
 
 

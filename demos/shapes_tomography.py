@@ -32,7 +32,7 @@ MU = {"soft": 1e-2, "sparse": 1e-2}
 
 def parse_args(argv=None):
     p = options.comparison_parser(__doc__.split("\n\n")[0], n=10,
-                                out=os.path.join("outputs", "shapes"), model="shapes-vae")
+                                  out=os.path.join("outputs", "shapes"), model="shapes-vae")
     p.add_argument("--size", type=int, default=64, help="image side (the model's)")
     return p.parse_args(argv)
 

@@ -25,8 +25,8 @@ METHODS = ("fbp", "tv", "latent", "soft")
 
 def parse_args(argv=None):
     p = options.comparison_parser(__doc__.split("\n\n")[0], n=1,
-                                out=os.path.join("outputs", "volume"), model="mnist-vae",
-                                angles=(10,), geometries=("parallel", "limited"))
+                                  out=os.path.join("outputs", "volume"), model="mnist-vae",
+                                  angles=(10,), geometries=("parallel", "limited"))
     p.set_defaults(methods=list(METHODS))
     p.add_argument("--dataset", default="mnist", choices=("mnist", "shapes"),
                    help="slices: held-out MNIST digits (model mnist-vae) or shapes "

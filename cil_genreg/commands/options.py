@@ -39,7 +39,8 @@ def add_run_options(p, model, out, seed_help="seed of the image choice and the n
     return p
 
 
-def add_comparison_options(p, n, angles=(10, 30), iterations=100, methods=METHODS):
+def add_comparison_options(p, n, angles=(10, 30), iterations=100, methods=METHODS,
+                           geometries=GEOMETRIES):
     """``--n``, ``--angles``, ``--geometry``, ``--iterations``, ``--methods`` and ``--start``
     of a comparison of methods on held-out images.
 
@@ -54,6 +55,8 @@ def add_comparison_options(p, n, angles=(10, 30), iterations=100, methods=METHOD
         default FISTA iterations.
     methods : tuple of str
         the default methods.
+    geometries : tuple of str
+        the forward problems offered.
 
     Returns
     -------
@@ -63,7 +66,7 @@ def add_comparison_options(p, n, angles=(10, 30), iterations=100, methods=METHOD
     p.add_argument("--n", type=int, default=n, help="number of held-out test images")
     p.add_argument("--angles", type=int, nargs="+", default=list(angles),
                    help="numbers of projection angles")
-    p.add_argument("--geometry", nargs="+", default=["parallel"], choices=GEOMETRIES,
+    p.add_argument("--geometry", nargs="+", default=["parallel"], choices=geometries,
                    help="forward problems: parallel beam over 180°, limited angle (parallel "
                    "over 90°), fan beam over 360° (same generator: no retraining)")
     p.add_argument("--iterations", type=int, default=iterations,
@@ -77,7 +80,7 @@ def add_comparison_options(p, n, angles=(10, 30), iterations=100, methods=METHOD
     return p
 
 
-def comparison_parser(description, n, out, model, angles=(10, 30)):
+def comparison_parser(description, n, out, model, angles=(10, 30), geometries=GEOMETRIES):
     """The parser of a comparison demo (``demos/*_tomography.py``): the comparison and run
     options, with ``--noise``, ``--lambdas`` and ``--quick``.
 
@@ -91,6 +94,8 @@ def comparison_parser(description, n, out, model, angles=(10, 30)):
     model : str
         default model.
     angles : tuple of int
+    geometries : tuple of str
+        the forward problems offered.
 
     Returns
     -------
@@ -98,7 +103,7 @@ def comparison_parser(description, n, out, model, angles=(10, 30)):
     """
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_comparison_options(p, n, angles)
+    add_comparison_options(p, n, angles, geometries=geometries)
     p.add_argument("--noise", type=float, default=0.05,
                    help="Gaussian noise σ as a fraction of the sinogram maximum")
     p.add_argument("--lambdas", type=json.loads, default=None,
