@@ -102,7 +102,7 @@ def reconstruction(G, A, y, lam, mu, iterations, norm_A2, inner_max_iter):
     from cil_genreg import SoftGenerativeRegulariser
     f = LeastSquares(A, y)
     f.L = 2.0 * norm_A2
-    R = SoftGenerativeRegulariser(G, mu=mu, max_iter=inner_max_iter)
+    R = SoftGenerativeRegulariser(G, mu=mu, max_iteration=inner_max_iter)
     algo = FISTA(initial=A.domain_geometry().allocate(0), f=f, g=lam * R,
                  update_objective_interval=0)
     return algo, R, f

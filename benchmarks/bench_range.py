@@ -122,7 +122,7 @@ def ours_range(G, A, y, x_true, alpha, iterations, norm_A2, inner_max_iter=50, s
     from cil_genreg import RangeGenerativeRegulariser
     f = LeastSquares(A, y)
     f.L = 2.0 * norm_A2
-    R = RangeGenerativeRegulariser(G, max_iter=inner_max_iter)
+    R = RangeGenerativeRegulariser(G, max_iteration=inner_max_iter)
     trace = common.TraceCallback(x_true)
     trace.start()
     x0 = common.fbp_start(A, y) if start == "fbp" else A.domain_geometry().allocate(0)

@@ -136,7 +136,7 @@ def ours(G, A, y, x_true, lam, mu, iterations, norm_A2, init="auto", inner_max_i
     f = LeastSquares(A, y)
     f.L = 2.0 * norm_A2  # ||A|| computed once, outside the timing, for both methods
     R = SoftGenerativeRegulariser(G, mu=mu, init="auto" if init == "fbp" else init,
-                                  max_iter=inner_max_iter, tol=inner_tol)
+                                  max_iteration=inner_max_iter, tolerance=inner_tol)
     trace = common.TraceCallback(x_true)
     trace.start()
     x0 = common.fbp_start(A, y) if init == "fbp" else A.domain_geometry().allocate(0)

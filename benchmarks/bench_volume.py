@@ -48,8 +48,8 @@ def setup(args):
 
 def regulariser(G, args):
     from cil_genreg import SoftGenerativeRegulariser
-    return SoftGenerativeRegulariser(G, mu=args.mu, max_iter=args.inner_max_iter,
-                                     tol=args.inner_tol)
+    return SoftGenerativeRegulariser(G, mu=args.mu, max_iteration=args.inner_max_iter,
+                                     tolerance=args.inner_tol)
 
 
 def batched(G, vol, args):

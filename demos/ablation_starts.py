@@ -73,8 +73,8 @@ def encode(G, x, device="cpu"):
 def latent_fit_ceiling(G, truth, device="cpu"):
     """PSNR of G(z*) for z* = argmin ‖G(z) − x‖² + 1e-3‖z‖² (from the encoder, and restarts)."""
     from cil_genreg import SoftGenerativeRegulariser
-    R = SoftGenerativeRegulariser(G, mu=1e-3, max_iter=300, tol=1e-9, restarts=4, seed=0,
-                                  adaptive_tol=False, device=device)
+    R = SoftGenerativeRegulariser(G, mu=1e-3, max_iteration=300, tolerance=1e-9, restarts=4, seed=0,
+                                  adaptive_tolerance=False, device=device)
     R(truth)
     return metrics.psnr(R.generated_image(), truth)
 
@@ -119,10 +119,10 @@ def main(argv=None):
                 "soft", A, y, args.lam["soft"], G, x0=tv, iterations=args.iterations, **soft)
             out["soft from FBP, 4 restarts, 3x inner"] = methods.reconstruct(
                 "soft", A, y, args.lam["soft"], G, x0=fbp, iterations=args.iterations,
-                restarts=4, max_iter=150, seed=0, **soft)
+                restarts=4, max_iteration=150, seed=0, **soft)
             out["soft from TV, 4 restarts, 3x inner"] = methods.reconstruct(
                 "soft", A, y, args.lam["soft"], G, x0=tv, iterations=args.iterations,
-                restarts=4, max_iter=150, seed=0, **soft)
+                restarts=4, max_iteration=150, seed=0, **soft)
             for name, x in out.items():
                 rows.append({"geometry": geometry, "image": k, "variant": name,
                              "psnr": metrics.psnr(x, truth)})

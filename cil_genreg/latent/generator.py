@@ -37,7 +37,7 @@ def resolve_device(device=None):
     return device
 
 
-class GeneratorSpec:
+class GeneratorAdapter:
     """A generator module with its latent dimension and image shape, on one device.
 
     The package's own models carry ``latent_dim`` and ``image_shape``; for a plain
@@ -70,7 +70,7 @@ class GeneratorSpec:
     """
 
     def __init__(self, generator, latent_dim=None, device=None, threads=1):
-        if isinstance(generator, GeneratorSpec):
+        if isinstance(generator, GeneratorAdapter):
             latent_dim = latent_dim or generator.latent_dim
             generator = generator.module
         if threads is not None and int(threads) < 1:
@@ -184,3 +184,45 @@ def encode_mean(module, images):
     with torch.no_grad():
         code = encode(images)
     return code[0] if isinstance(code, (tuple, list)) else code
+
+
+def jacobian_norm_squared(adapter, samples=4, iterations=10, seed=0):
+    r"""A lower estimate of :math:`\max_z \|J_G(z)\|_2^2`: power iteration on
+    :math:`J_G^T J_G` (``torch.func`` jvp and vjp) at :math:`z_0 = 0` and ``samples`` draws
+    :math:`z_k \sim N(0, I)`.
+
+    Parameters
+    ----------
+    adapter : GeneratorAdapter
+    samples : int
+        random latents besides :math:`z = 0`.
+    iterations : int
+        power iterations per latent.
+    seed : int
+        seeds the draws.
+
+    Returns
+    -------
+    float
+        the largest estimate (0 when :math:`G` is constant).
+    """
+    rng = torch.Generator().manual_seed(seed)
+    d = adapter.latent_dim
+    points = [torch.zeros(1, d)] + [torch.randn(1, d, generator=rng) for _ in range(samples)]
+    largest = 0.0
+    with frozen(adapter.module), adapter.threads():
+        for z in points:
+            z = z.to(adapter.device)
+            u = torch.randn(1, d, generator=rng).to(adapter.device)
+            u /= u.norm()
+            value = 0.0
+            for _ in range(iterations):
+                _, ju = torch.func.jvp(adapter.module, (z,), (u,))
+                _, vjp = torch.func.vjp(adapter.module, z)
+                (jtju,) = vjp(ju)
+                value = jtju.norm().item()
+                if value == 0.0:
+                    break
+                u = jtju / value
+            largest = max(largest, value)
+    return largest
