@@ -34,10 +34,17 @@ _CIL_NAMES = {
     "cil_operator_to_torch": ".bridge",
 }
 
+#: subpackages and modules reachable as attributes (``cil_genreg.models.pretrained(...)``)
+_SUBMODULES = ("datasets", "models", "latent", "training", "evaluation", "metrics", "functions",
+               "operators", "bridge", "generator_operator", "callbacks", "parameter_choice",
+               "forward", "methods", "comparison", "reports", "commands", "cli")
+
 __all__ = list(_CIL_NAMES)
 
 
 def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _CIL_NAMES.get(name)
     if module is None:
         raise AttributeError(f"module 'cil_genreg' has no attribute {name!r}")
@@ -49,4 +56,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_CIL_NAMES))
+    return sorted(set(globals()) | set(_CIL_NAMES) | set(_SUBMODULES))
