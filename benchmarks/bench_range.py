@@ -184,22 +184,8 @@ def run(args):
     print(f"  CSGM: mean final PSNR {summary['csgm_final_psnr_mean']:.2f} dB, mean time "
           f"{summary['csgm_time_mean']:.2f} s")
     for m in methods:
-        ratios = [r[m]["ratio"] for r in rows]
-        reached = [x for x in ratios if x is not None]
-        s = summary[m] = {
-            "final_psnr_mean": float(np.mean([r[m]["final_psnr"] for r in rows])),
-            "time_mean": float(np.mean([r[m]["time"] for r in rows])),
-            "reached": f"{len(reached)}/{len(rows)}",
-            "ratio_geomean": common.geomean(ratios),
-            "ratio_median": float(np.median(reached)) if reached else None,
-            "ratio_min": min(reached) if reached else None,
-            "oracle_ratio_geomean": common.geomean([r[m]["oracle_ratio"] for r in rows])}
-        print(f"  ours[{m}]: mean final PSNR {s['final_psnr_mean']:.2f} dB, mean time "
-              f"{s['time_mean']:.2f} s, reached {s['reached']}, ratio geomean "
-              f"x{common.fmt(s['ratio_geomean'], '.1f')} (median x"
-              f"{common.fmt(s['ratio_median'], '.1f')}, min x{common.fmt(s['ratio_min'], '.1f')}"
-              f"), oracle x{common.fmt(s['oracle_ratio_geomean'], '.1f')}  "
-              f"[target >= 10x: {'met' if (s['ratio_geomean'] or 0) >= 10 else 'NOT met'}]")
+        summary[m] = common.ratio_summary(rows, m)
+        common.print_ratio_summary(f"ours[{m}]", summary[m])
     info["loadavg_after"] = common.loadavg()
     result = {"benchmark": "bench_range", "machine": info, "model": model_desc,
               "data": data_desc, "config": vars(args), "summary": summary, "digits": rows}
@@ -226,7 +212,6 @@ def parser():
                    help="'reaching' the reference's final PSNR means coming within this many dB "
                         "(both methods converge to the same point; without it the last 0.01 dB "
                         "decides)")
-    p.add_argument("--data", default="auto", choices=("auto", "package", "tgz"))
     p.add_argument("--quick", action="store_true", help="tiny configuration (smoke test)")
     common.common_arguments(p, "bench_range")
     return p
