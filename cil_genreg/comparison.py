@@ -30,10 +30,8 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     overrides :data:`MU` per method (e.g. ``{"soft": 1e-2}``). ``start_from``: the start of
     the generative methods, "tv" (default: the TV image at the λ the discrepancy principle
     chose, no ground truth used; TV at the middle of its grid when "tv" is not among the
-    methods; its encoding for the latent method) or "fbp" (the initial reconstruction). Measured
-    on 10 held-out digits: the same PSNR within 0.25 dB in parallel beam, and where FBP is poor
-    (limited angle) the FBP start sends the latent method into the wrong basin (13.1 dB, below
-    TV's 15.1) while the TV start gets 18.3 dB.
+    methods; its encoding for the latent method) or "fbp" (the initial reconstruction);
+    docs/results.md compares the two starts.
 
     Returns
     -------

@@ -56,9 +56,8 @@ class GeneratorAdapter:
     threads : int or None
         CPU threads torch uses while this package runs the generator (restored afterwards);
         None leaves torch's setting. Default 1: a latent step is many small passes, where
-        the threads' synchronisation costs more than they save (measured on 2 cores, a
-        28x28 decoder's forward and backward pass took 2.6 ms with 1 thread and 160 ms with
-        2 while another process was busy).
+        the threads' synchronisation costs more than they save (benchmarks/README.md has the
+        timings).
 
     Raises
     ------

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..models.checkpoints import atomic_write, save as save_checkpoint
 
+#: what is appended to a checkpoint path for its training state
 STATE_SUFFIX = ".state.pt"
 
 
@@ -103,6 +104,10 @@ def save_state(trainer, epoch, history, info):
         the per-epoch records so far.
     info : dict
         facts for the checkpoint's metadata (architecture, seed, command, ...).
+
+    Returns
+    -------
+    None
     """
     net, device, n = trainer.net, trainer.device, trainer.n
     state = {"epoch": epoch, "config": net.config, "model": net.state_dict(),

@@ -7,12 +7,36 @@ import torch
 
 
 def kl_divergence(mu, logvar):
-    """``KL(N(mu, diag e^logvar) || N(0, I))`` per sample: ``1/2 sum(mu^2 + e^logvar - 1 - logvar)``."""
+    """``KL(N(mu, diag e^logvar) || N(0, I))`` per sample: ``1/2 sum(mu^2 + e^logvar - 1 - logvar)``.
+
+    Parameters
+    ----------
+    mu, logvar : torch.Tensor
+        (B, d), the posterior's mean and log-variance.
+
+    Returns
+    -------
+    torch.Tensor
+        (B,).
+    """
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
 
 
 def gradient_penalty(critic, real, fake):
-    """``E (||grad_x D(x_hat)||_2 - 1)^2`` with ``x_hat = a real + (1 - a) fake``, ``a ~ U(0, 1)``."""
+    """``E (||grad_x D(x_hat)||_2 - 1)^2`` with ``x_hat = a real + (1 - a) fake``, ``a ~ U(0, 1)``.
+
+    Parameters
+    ----------
+    critic : torch.nn.Module
+        :math:`D`: (B, 1, H, W) -> (B,).
+    real, fake : torch.Tensor
+        batches (B, 1, H, W).
+
+    Returns
+    -------
+    torch.Tensor
+        a scalar, differentiable with respect to the critic's weights.
+    """
     a = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
     x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
     grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)

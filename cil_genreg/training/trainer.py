@@ -38,6 +38,11 @@ class TrainResult:
     images_per_second : float
         training throughput over the epochs run by this call.
     checkpoint : str or None
+
+    Parameters
+    ----------
+    model, critic, history, images_per_second, seconds, checkpoint
+        the attributes above.
     """
     model: torch.nn.Module
     critic: object = None

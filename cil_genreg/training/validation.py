@@ -29,7 +29,20 @@ def latent_fit_psnr(generator, data, n=32, steps=100):
 
 @torch.no_grad()
 def reconstruction_psnr(model, data, batch_size=256):
-    """Mean PSNR (dB) of ``G(mu(x))`` (VAE) or ``G(E(x))`` (AE) over ``data`` (N, 1, H, W)."""
+    """Mean PSNR (dB) of ``G(mu(x))`` (VAE) or ``G(E(x))`` (AE) over ``data`` (N, 1, H, W).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        a VAE or Autoencoder with ``reconstruct``.
+    data : torch.Tensor
+        (N, 1, H, W) in [0, 1].
+    batch_size : int
+
+    Returns
+    -------
+    float
+    """
     device = next(model.parameters()).device
     was = model.training
     model.eval()

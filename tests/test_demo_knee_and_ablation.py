@@ -1,6 +1,6 @@
 """The knee demo on fastMRI-like files and the starts ablation, on tiny configurations.
 
-(The shapes, knee-without-data and slice-wise volume demos are tested in test_demos.py.)"""
+(The shapes, knee-without-data and slice-wise volume demos are tested in test_demo_comparisons.py.)"""
 import csv
 import json
 import math
