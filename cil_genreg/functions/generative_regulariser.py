@@ -17,7 +17,7 @@ import torch
 from cil.optimisation.functions import Function
 
 from ..bridge import as_tensor, from_tensor
-from ..latent import LatentSolver
+from ..latent import LatentSolver, encode_mean
 
 
 class GenerativeRegulariser(Function):
@@ -97,7 +97,7 @@ class GenerativeRegulariser(Function):
         if init == "encoder" and encode is None:
             raise ValueError(f"init='encoder' but {type(self.generator).__name__} has no "
                              "encode method: use init='zeros'.")
-        self._encode = encode if init in ("auto", "encoder") else None
+        self._use_encoder = encode is not None and init in ("auto", "encoder")
         if geometry is not None:
             self.solver.adapter.check_image_shape(geometry.shape, "geometry")
         self.geometry = geometry
@@ -203,14 +203,12 @@ class GenerativeRegulariser(Function):
 
     def _initial_latent(self, target, key):
         """The encoder's latent for a target, when there is no warm start to use."""
-        if self._encode is None or key != self.PRIMAL:
+        if not self._use_encoder or key != self.PRIMAL:
             return None
         warm = self.solver.warm_latent(key)
         if warm is not None and warm.shape[0] == target.shape[0]:
             return None
-        with torch.no_grad():
-            code = self._encode(target)
-        return code[0] if isinstance(code, (tuple, list)) else code
+        return encode_mean(self.generator, target)
 
     def _inner_tol(self, target, key):
         """The tolerance of this latent step (see ``adaptive_tolerance``)."""
