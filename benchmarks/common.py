@@ -9,7 +9,6 @@ import os
 import platform
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .latent import encode_mean, frozen, resolve_device
+from .latent import encode_mean, frozen
 from .datasets._common import image_batch
 from .metrics import batch_psnr
 from .models import VAE

@@ -13,7 +13,7 @@ Models* (Duff, Campbell, Ehrhardt) on real digits, with CIL:
 * λ per method from a grid of five, chosen by the discrepancy principle, as the one λ best
   on average over the digits ("fixed") and, for reference, the best per digit against the
   ground truth ("best");
-* a PSNR/SSIM table (printed, CSV and JSON) and a figure laid out like the talk (PNG).
+* a PSNR/SSIM table (printed, CSV and JSON) and a figure of each method's reconstruction (PNG).
 
 Run ``python demos/mnist_tomography.py --help`` for the options; ``cil-genreg demo`` runs a
 small version of it in under three minutes.
