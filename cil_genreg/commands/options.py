@@ -10,7 +10,7 @@ from ..methods import METHODS
 
 def add_run_options(p, model, out, seed_help="seed of the image choice and the noise"):
     """``--model``, ``--out``, ``--backend``, ``--device``, ``--seed`` and ``--quiet`` (no
-    progress bars; ``--no-progress`` is a hidden alias).
+    progress bars).
 
     Parameters
     ----------
@@ -35,7 +35,6 @@ def add_run_options(p, model, out, seed_help="seed of the image choice and the n
                    help="projector and generator device")
     p.add_argument("--seed", type=int, default=0, help=seed_help)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
