@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import accounting  # noqa: E402
 import common  # noqa: E402
 
 
@@ -137,7 +136,7 @@ def ours(G, A, y, x_true, lam, mu, iterations, norm_A2, init="auto", inner_max_i
     f = LeastSquares(A, y)
     f.L = 2.0 * norm_A2  # ||A|| computed once, outside the timing, for both methods
     R = SoftGenerativeRegulariser(G, mu=mu, init="auto" if init == "fbp" else init,
-                                  max_iter=inner_max_iter, tol=inner_tol)
+                                  max_iteration=inner_max_iter, tolerance=inner_tol)
     trace = common.TraceCallback(x_true)
     trace.start()
     x0 = common.fbp_start(A, y) if init == "fbp" else A.domain_geometry().allocate(0)
@@ -206,20 +205,9 @@ def run(args):
     print(f"  reference PALM: mean final PSNR {summary['reference_final_psnr_mean']:.2f} dB, "
           f"mean time {summary['reference_time_mean']:.2f} s")
     for v in variants:
-        key = f"ours_{v}"
-        s = summary[key] = accounting.ratio_summary(
-            [r[key]["ratio"] for r in rows],
-            [r["reference"]["time"] / r[key]["time"] for r in rows])
-        s.update({"final_psnr_mean": float(np.mean([r[key]["final_psnr"] for r in rows])),
-                  "time_mean": float(np.mean([r[key]["time"] for r in rows])),
-                  "lower_objective_than_reference": sum(
-                      r[key]["final_objective"] < r["reference"]["final_objective"] for r in rows),
-                  "oracle_ratio_geomean": common.geomean([r[key]["oracle_ratio"] for r in rows])})
-        print(f"  ours[init={v}]: mean final PSNR {s['final_psnr_mean']:.2f} dB, mean time "
-              f"{s['time_mean']:.2f} s, objective below PALM's on "
-              f"{s['lower_objective_than_reference']}/{len(rows)}")
-        print(accounting.summary_line(f"ours[init={v}]", s, target=20 if v == "fbp" else 15,
-                                      min_reached=int(np.ceil(0.8 * len(rows)))))
+        summary[f"ours_{v}"] = common.ratio_summary(rows, f"ours_{v}", "reference")
+        common.print_ratio_summary(f"ours[init={v}]", summary[f"ours_{v}"],
+                                   target=20 if v == "fbp" else 15)
     info["loadavg_after"] = common.loadavg()
     for r in rows:  # keep the JSON readable: traces only for the first digit
         if r["digit"] > 0:
@@ -251,7 +239,6 @@ def parser():
                    help="'reaching' the reference's final PSNR means coming within this many dB "
                         "(both methods converge to the same point; without it the last 0.01 dB "
                         "decides)")
-    p.add_argument("--data", default="auto", choices=("auto", "package", "tgz"))
     p.add_argument("--quick", action="store_true",
                    help="tiny configuration for the smoke test (few iterations)")
     common.common_arguments(p, "bench_soft")

@@ -68,10 +68,10 @@ class _ThroughGenerator:
         self.back = operator.range_geometry().allocate(None)
 
     def __call__(self, z):
-        spec, n = self.operator.spec, self.operator.n_slices
-        zt = z.detach().reshape(-1, spec.latent_dim).to(spec.device).requires_grad_(True)
-        with torch.enable_grad(), frozen(spec.module), spec.threads():
-            images = spec(zt)
+        adapter, n = self.operator.adapter, self.operator.n_slices
+        zt = z.detach().reshape(-1, adapter.latent_dim).to(adapter.device).requires_grad_(True)
+        with torch.enable_grad(), frozen(adapter.module), adapter.threads():
+            images = adapter(zt)
             per_point = images.detach().reshape(z.shape[0], n, *images.shape[1:])
             values, backs = [], []
             for image in per_point:

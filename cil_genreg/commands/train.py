@@ -44,7 +44,8 @@ def add_parser(subparsers):
 def run(args):
     import numpy as np
 
-    from ..training import resolve_device, train
+    from ..latent import resolve_device
+    from ..training import train
     from ._data import load_data
 
     resolve_device(args.device)

@@ -17,7 +17,7 @@ import torch
 from cil.optimisation.functions import Function
 
 from ..bridge import as_tensor, from_tensor
-from ..latent import LatentSolver
+from ..latent import LatentSolver, encode_mean
 
 
 class GenerativeRegulariser(Function):
@@ -39,24 +39,25 @@ class GenerativeRegulariser(Function):
         when given, every input must have this geometry (else a ValueError names both).
     optimiser : {"auto", "bfgs", "lbfgs", "adam"}
         inner optimiser of the latent step (see :class:`~cil_genreg.latent.LatentSolver`).
-    max_iter : int
+    max_iteration : int
         inner iterations per latent step.
-    tol : float
-        relative tolerance of the inner optimiser (the tightest used when ``adaptive_tol``).
-    adaptive_tol : bool
+    tolerance : float
+        relative tolerance of the inner optimiser (the tightest used when
+        ``adaptive_tolerance``).
+    adaptive_tolerance : bool
         follow the outer iteration (inexact proximal maps, as CIL's ``TotalVariation`` with its
         few warm-started inner iterations): a latent step whose input moved by
         :math:`\delta = \|v_k - v_{k-1}\| / \|v_k\|` since the previous call is solved to
-        :math:`\text{clip}(\delta^2, \text{tol}, \text{tol\_max})` — loose while the outer
+        :math:`\text{clip}(\delta^2, \text{tolerance}, \text{tolerance\_max})` — loose while the outer
         algorithm moves fast, tight as it settles (the inexact-prox idea of Schmidt, Le Roux &
         Bach 2011, where summable inner errors keep the outer rate). While it is at
-        ``tol_max`` (and for the first proximal map, the start of an outer iteration) the step
-        also runs at most ``inexact_max_iteration`` inner iterations, continued from its warm
-        start at the next call. The first value or gradient is solved to ``tol``.
-    tol_max : float
-        the loosest inner tolerance of ``adaptive_tol``.
+        ``tolerance_max`` (and for the first proximal map, the start of an outer iteration) the
+        step also runs at most ``inexact_max_iteration`` inner iterations, continued from its
+        warm start at the next call. The first value or gradient is solved to ``tolerance``.
+    tolerance_max : float
+        the loosest inner tolerance of ``adaptive_tolerance``.
     inexact_max_iteration : int
-        inner iterations at most while ``adaptive_tol`` is at ``tol_max``.
+        inner iterations at most while ``adaptive_tolerance`` is at ``tolerance_max``.
     restarts : int
         random starts per latent step besides the warm start, batched through the generator.
     warm_start : bool
@@ -86,25 +87,26 @@ class GenerativeRegulariser(Function):
     INITS = ("auto", "zeros", "encoder")
 
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
-                 max_iter=50, tol=1e-6, adaptive_tol=True, tol_max=1e-3,
-                 inexact_max_iteration=3, restarts=0,
-                 warm_start=True, init="auto", seed=None, device=None, lr=None, threads=1):
+                 max_iteration=50, tolerance=1e-6, adaptive_tolerance=True, tolerance_max=1e-3,
+                 inexact_max_iteration=3, restarts=0, warm_start=True, init="auto", seed=None,
+                 device=None, lr=None, threads=1):
         super().__init__()
-        self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser, max_iter=max_iter,
-                                   tol=tol, lr=lr, restarts=restarts, warm_start=warm_start,
-                                   seed=seed, device=device, threads=threads)
+        self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser,
+                                   max_iter=max_iteration, tol=tolerance, lr=lr,
+                                   restarts=restarts, warm_start=warm_start, seed=seed,
+                                   device=device, threads=threads)
         if init not in self.INITS:
             raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
         encode = getattr(self.generator, "encode", None)
         if init == "encoder" and encode is None:
             raise ValueError(f"init='encoder' but {type(self.generator).__name__} has no "
                              "encode method: use init='zeros'.")
-        self._encode = encode if init in ("auto", "encoder") else None
+        self._use_encoder = encode is not None and init in ("auto", "encoder")
         if geometry is not None:
-            self.solver.generator.check_image_shape(geometry.shape, "geometry")
+            self.solver.adapter.check_image_shape(geometry.shape, "geometry")
         self.geometry = geometry
-        self.adaptive_tol = bool(adaptive_tol)
-        self.tol_max = max(float(tol_max), self.solver.tol)
+        self.adaptive_tolerance = bool(adaptive_tolerance)
+        self.tolerance_max = max(float(tolerance_max), self.solver.tol)
         if int(inexact_max_iteration) < 1:
             raise ValueError(f"inexact_max_iteration must be a positive integer, got "
                              f"{inexact_max_iteration}")
@@ -116,7 +118,7 @@ class GenerativeRegulariser(Function):
     # -- what users read -------------------------------------------------------------------
     @property
     def generator(self):
-        return self.solver.generator.module
+        return self.solver.adapter.module
 
     @property
     def latent_dim(self):
@@ -124,7 +126,7 @@ class GenerativeRegulariser(Function):
 
     @property
     def image_shape(self):
-        return self.solver.generator.image_shape
+        return self.solver.adapter.image_shape
 
     @property
     def device(self):
@@ -172,7 +174,7 @@ class GenerativeRegulariser(Function):
             raise RuntimeError("no latent found yet: call the regulariser, its gradient or its "
                                "proximal map first.")
         with torch.inference_mode():
-            image = self.solver.generator(self._latent)
+            image = self.solver.adapter(self._latent)
         return self._to_container(image, self._last_like, out)
 
     # -- DataContainer <-> batch -----------------------------------------------------------
@@ -184,7 +186,7 @@ class GenerativeRegulariser(Function):
                 and x.geometry != self.geometry:
             raise ValueError(f"{what} has geometry\n{x.geometry}\nbut this regulariser was "
                              f"built for\n{self.geometry}")
-        self.solver.generator.check_image_shape(x.shape, what)
+        self.solver.adapter.check_image_shape(x.shape, what)
         t = as_tensor(x, device=self.device)
         if finite and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{what} contains NaN or Inf values: check the data and the step "
@@ -209,26 +211,24 @@ class GenerativeRegulariser(Function):
 
     def _initial_latent(self, target, key):
         """The encoder's latent for a target, when there is no warm start to use."""
-        if self._encode is None or key != self.PRIMAL:
+        if not self._use_encoder or key != self.PRIMAL:
             return None
         warm = self.solver.warm_latent(key)
         if warm is not None and warm.shape[0] == target.shape[0]:
             return None
-        with torch.no_grad():
-            code = self._encode(target)
-        return code[0] if isinstance(code, (tuple, list)) else code
+        return encode_mean(self.generator, target)
 
     def _inner_options(self, target, key, proximal):
-        """The tolerance and iteration cap of this latent step (see ``adaptive_tol``)."""
-        if not self.adaptive_tol or key != self.PRIMAL:
+        """The tolerance and iteration cap of this latent step (see ``adaptive_tolerance``)."""
+        if not self.adaptive_tolerance or key != self.PRIMAL:
             return self.solver.tol, None
         previous, self._previous_target = self._previous_target, target.clone()
         if previous is None or previous.shape != target.shape:
-            tol = self.tol_max if proximal else self.solver.tol
+            tol = self.tolerance_max if proximal else self.solver.tol
         else:
             moved = ((target - previous).norm() / target.norm().clamp_min(1e-12)).item()
-            tol = min(self.tol_max, max(self.solver.tol, moved ** 2))
-        if tol >= self.tol_max:
+            tol = min(self.tolerance_max, max(self.solver.tol, moved ** 2))
+        if tol >= self.tolerance_max:
             return tol, min(self.inexact_max_iteration, self.solver.max_iter)
         return tol, None
 
@@ -242,10 +242,10 @@ class GenerativeRegulariser(Function):
                 "exists. Use mu > 0 for the conjugate (e.g. PDHG's dual objective); the value, "
                 "proximal map (and gradient, where there is one) work with mu = 0.")
 
-    def _solve(self, misfit, target, c, key=PRIMAL, like=None, proximal=False):
+    def _solve(self, misfit, target, latent_weight, key=PRIMAL, like=None, proximal=False):
         z0 = self._initial_latent(target, key)
         tol, max_iter = self._inner_options(target, key, proximal)
-        solution = self.solver.solve(misfit, target, c, z0=z0, key=key, tol=tol,
+        solution = self.solver.solve(misfit, target, latent_weight, z0=z0, key=key, tol=tol,
                                      max_iter=max_iter)
         if key == self.PRIMAL:
             self._latent = solution.z

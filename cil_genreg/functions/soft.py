@@ -1,7 +1,7 @@
 r"""The soft generative regulariser: images close to the range of the generator."""
 import numbers
 
-from ..latent import LinearMisfit, SquaredMisfit
+from ..latent import NegatedInnerProduct, SquaredMisfit
 from .generative_regulariser import GenerativeRegulariser
 
 
@@ -118,7 +118,8 @@ class SoftGenerativeRegulariser(GenerativeRegulariser):
         """
         tau = self._check_tau(tau)
         v = self._to_batch(x)
-        sol = self._solve(SquaredMisfit(1.0 / (1.0 + 2.0 * tau)), v, self.mu, like=x, proximal=True)
+        sol = self._solve(SquaredMisfit(1.0 / (1.0 + 2.0 * tau)), v, self.mu, like=x,
+                          proximal=True)
         return self._to_container((v + (2.0 * tau) * sol.image) / (1.0 + 2.0 * tau), x, out)
 
     def convex_conjugate(self, x):
@@ -142,5 +143,5 @@ class SoftGenerativeRegulariser(GenerativeRegulariser):
         """
         self._check_conjugate_mu()
         s = self._to_batch(x, "s")
-        sol = self._solve(LinearMisfit(), s, self.mu, key=self.CONJUGATE)
+        sol = self._solve(NegatedInnerProduct(), s, self.mu, key=self.CONJUGATE)
         return (0.25 * s.square().sum() - sol.objective.sum()).item()
