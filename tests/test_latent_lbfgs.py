@@ -3,39 +3,21 @@ import numpy as np
 import pytest
 import scipy.optimize
 import torch
-from cil.framework import AcquisitionGeometry, ImageGeometry
 from cil.optimisation.algorithms import FISTA
 from cil.optimisation.functions import (Function, L2NormSquared, LeastSquares,
                                         OperatorCompositionFunction)
-from cil.plugins.astra import ProjectionOperator
 
 from cil_genreg import GeneratorOperator, LatentLeastSquares
 from cil_genreg.algorithms import LatentLBFGS
 from cil_genreg.algorithms.latent_objective import LatentObjective, _Generic
 from generators import ConvGenerator, LinearGenerator
-
-
-def projector(n, angles, panel):
-    ig = ImageGeometry(n, n)
-    ag = AcquisitionGeometry.create_Parallel2D().set_angles(
-        np.linspace(0, 180, angles, endpoint=False)).set_panel(panel)
-    return ig, ProjectionOperator(ig, ag, device="cpu")
-
-
-def matrix_of(A, ig):
-    cols = []
-    e = ig.allocate(0)
-    for k in range(e.size):
-        e.fill(0)
-        e.as_array().flat[k] = 1.0
-        cols.append(A.direct(e).as_array().ravel().astype(float))
-    return np.stack(cols, axis=1)
+from test_algorithms import matrix_of, projector
 
 
 @pytest.fixture(scope="module")
 def conv_problem():
     G = ConvGenerator()
-    ig, A = projector(16, 7, 23)
+    ig, _, A = projector(16, 7, 23)
     truth = G(torch.tensor([[0.5, -1.0, 0.3, 0.8, -0.2, 0.1]])).detach().numpy()[0, 0]
     x = ig.allocate(None)
     x.fill(truth)
@@ -46,7 +28,7 @@ def conv_problem():
 def test_converges_to_the_closed_form_on_a_convex_quadratic():
     """G(z) = Wz + b: ||A(Wz + b) - y||^2 + alpha ||z||^2 is a convex quadratic in z."""
     G = LinearGenerator()
-    ig, A = projector(8, 6, 12)
+    ig, _, A = projector(8, 6, 12)
     y = A.direct(ig.allocate("random", seed=3))
     alpha = 0.5
     f_ls = LatentLeastSquares(A, G, y)
@@ -194,7 +176,7 @@ def test_restarts_run_as_one_batch_and_keep_the_best(conv_problem):
 
 def test_bad_input():
     G = LinearGenerator()
-    ig, A = projector(8, 4, 12)
+    ig, _, A = projector(8, 4, 12)
     f = LatentLeastSquares(A, G, A.direct(ig.allocate(1.0)))
     z0 = f.latent_geometry.allocate(0)
     with pytest.raises(TypeError, match="DataContainer"):
