@@ -278,10 +278,12 @@ class LatentSolver:
         return BFGSMemory() if self.optimiser == "bfgs" else LBFGSMemory(self.history_size)
 
     def _run_quasi_newton(self, z, objective, tol, key, max_iter):
-        # The last evaluation's generator graph is kept (retain_graph): when the next solve of
-        # this key starts exactly there (the warm start of a 2D outer iteration), only the
-        # misfit changes, and the forward pass through G is skipped.
-        kept = self._graph.pop(key, None) if self.warm_start else None
+        # For a single problem the last evaluation's generator graph is kept (retain_graph):
+        # when the next solve of this key starts exactly there (the warm start of a 2D outer
+        # iteration), only the misfit changes, and the forward pass through G is skipped. (A
+        # batch's rows end in different evaluations, so it would rarely match: not kept.)
+        keep = self.warm_start and z.shape[0] == 1
+        kept = self._graph.pop(key, None) if keep else None
         last = []
 
         def fg(zz, rows):
@@ -291,8 +293,9 @@ class LatentSolver:
             else:
                 leaf = zz.detach().requires_grad_(True)
                 values, images = objective(leaf, rows)
-            (grad,) = torch.autograd.grad(values.sum(), leaf, retain_graph=self.warm_start)
-            last[:] = [leaf.detach(), leaf, images]
+            (grad,) = torch.autograd.grad(values.sum(), leaf, retain_graph=keep)
+            if keep:
+                last[:] = [leaf.detach(), leaf, images]
             return values.detach(), grad, images.detach()
 
         # warm starts carry the curvature too: the next problem (a nearby target, the same
@@ -302,7 +305,7 @@ class LatentSolver:
             fg, z, memory if memory is not None else self._new_memory(), max_iter, tol)
         if self.warm_start:
             self._memory[key] = memory
-            if last and last[0].shape == z.shape and torch.equal(last[0], z):
+            if last and torch.equal(last[0], z):
                 self._graph[key] = tuple(last)
         return z, values, images, iterations
 
