@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from .models import architectures as _arch
 from .models.checkpoints import atomic_write, save as save_checkpoint
+from .validation import check_device
 
 STATE_SUFFIX = ".state.pt"
 
@@ -78,14 +79,9 @@ class TrainResult:
 
 
 def resolve_device(device):
-    """A :class:`torch.device`; a clear error when CUDA is asked for and is not available."""
-    device = torch.device(device or "cpu")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device={str(device)!r} was asked for but torch.cuda.is_available() is False (no "
-            "NVIDIA GPU, or a CPU-only PyTorch build). Use device='cpu' (--device cpu), or "
-            "install a CUDA build of PyTorch on a machine with a GPU.")
-    return device
+    """A :class:`torch.device`; a clear error for an unknown name, or when CUDA is asked for
+    and is not available (:func:`cil_genreg.validation.check_device`)."""
+    return check_device(device)
 
 
 def _as_tensor(data, name="data"):

@@ -16,9 +16,11 @@ that names the problem and what to do: a pickle / ``torch.save`` file (never unp
 truncated or corrupt file, a file without cil_genreg metadata, an unknown architecture, and
 weights that do not match the metadata (missing, unexpected or mis-shaped tensors).
 """
-import json
 import io
+import json
+import math
 import os
+import stat
 import struct
 import tempfile
 
@@ -104,8 +106,8 @@ def save(generator, path, metadata=None):
 
 def _is_text_protocol_pickle(path):
     """Protocol 0/1 pickles have no magic bytes: read the start as pickle opcodes
-    (``pickletools.genops`` parses, never executes). A safetensors file fails at once: its
-    8-byte header length holds zero bytes, which are no opcode."""
+    (``pickletools.genops`` parses, never executes). Only asked of files that do not parse as
+    safetensors (:func:`read_header`): a safetensors header length can read as opcodes."""
     import itertools
     import pickletools
     with open(path, "rb") as f:
@@ -131,52 +133,174 @@ def _refuse_pickle(path, head):
             "'model.safetensors').")
 
 
-def read_header(path):
-    """The safetensors header of ``path`` (tensor table and ``__metadata__``), fully validated.
+#: bytes per element of the safetensors dtypes a checkpoint may hold.
+DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+               "U8": 1, "BOOL": 1}
+#: the largest header :func:`read_header` reads (the package's headers are a few kB).
+MAX_HEADER_BYTES = 100_000_000
+
+
+def checkpoint_path(path):
+    """``path`` as a str naming an existing regular file, else a clear error.
 
     Raises
     ------
-    CheckpointError
-        for a pickle, a truncated or corrupt file.
+    TypeError
+        for None, bytes or another non-path.
     FileNotFoundError
-        when ``path`` does not exist.
+        when nothing is there.
+    IsADirectoryError
+        for a folder.
+    CheckpointError
+        for a device, FIFO or socket (never opened: reading one could block or never end).
     """
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"the checkpoint path must be a str (or pathlib.Path), got "
+                        f"{type(path).__name__} {path!r}" + (
+                            ": decode it first, os.fsdecode(path)." if isinstance(path, bytes)
+                            else "."))
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if isinstance(path, bytes):
+        raise TypeError(f"the checkpoint path must be a str, got bytes {path!r}: decode it "
+                        "first, os.fsdecode(path).")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint {path!r} does not exist. Train one with "
                                 "`cil-genreg train ... --out PATH`, or use "
-                                "cil_genreg.models.pretrained(name).")
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        _refuse_pickle(path, head)
-        corrupt = (f"{path!r} is truncated or corrupt (not a complete safetensors file): "
-                   "write it again (e.g. rerun training with --resume, or download it again).")
-        if len(head) < 8:
-            raise CheckpointError(corrupt + f" It has only {size} bytes.")
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8 or n > 100_000_000:
-            raise CheckpointError(corrupt + f" Its header claims {n} bytes; the file has {size}.")
-        raw = f.read(n)
+                                "cil_genreg.models.pretrained(name).") from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"checkpoint {path!r} is a folder: pass the .safetensors file "
+                                "inside it.")
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path!r} is not a regular file (a device, FIFO or socket): "
+                              "pass a .safetensors checkpoint file.")
+    return path
+
+
+def _parse_header(raw):
+    """The JSON object of a safetensors header, or None when ``raw`` is not one."""
     try:
         header = json.loads(raw.decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-    except (UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(corrupt + f" Its header is not valid JSON ({err}).") from None
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _check_tensor_table(path, header, size, n, corrupt):
+    """Every tensor entry well formed (dtype, shape, offsets) and inside the file."""
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                             for k, v in meta.items()):
+        raise CheckpointError(corrupt + " Its __metadata__ is not a map of strings to strings.")
     end = 0
     for name, info in header.items():
         if name == "__metadata__":
             continue
         try:
-            start, stop = info["data_offsets"]
+            dtype, shape, (start, stop) = info["dtype"], info["shape"], info["data_offsets"]
+            if dtype not in DTYPE_SIZES or not isinstance(shape, list) or not all(
+                    type(v) is int and v >= 0 for v in shape + [start, stop]) or start > stop:
+                raise ValueError
         except (KeyError, TypeError, ValueError):
-            raise CheckpointError(corrupt + f" Tensor {name!r} has no data offsets.") from None
-        end = max(end, int(stop))
+            raise CheckpointError(corrupt + f" Tensor {name!r} has a malformed entry (dtype, "
+                                  "shape or data offsets).") from None
+        if stop - start != math.prod(shape) * DTYPE_SIZES[dtype]:
+            raise CheckpointError(corrupt + f" Tensor {name!r} of shape {shape} does not fill "
+                                  f"its {stop - start} bytes.")
+        end = max(end, stop)
     if 8 + n + end != size:
         raise CheckpointError(corrupt + f" The tensors need {8 + n + end} bytes; the file has "
                               f"{size}.")
+
+
+def read_header(path):
+    """The safetensors header of ``path`` (tensor table and ``__metadata__``), fully validated:
+    every tensor's dtype, shape and byte range, inside the file.
+
+    A file whose header parses as safetensors is never taken for a pickle (its header length
+    can read as pickle opcodes); only a file that does not parse is tested for a pickle.
+
+    Raises
+    ------
+    CheckpointError
+        for a pickle, a truncated or corrupt file, or a device / FIFO.
+    FileNotFoundError, IsADirectoryError, TypeError
+        see :func:`checkpoint_path`.
+    """
+    path = checkpoint_path(path)
+    size = os.path.getsize(path)
+    corrupt = (f"{path!r} is truncated or corrupt (not a complete safetensors file): "
+               "write it again (e.g. rerun training with --resume, or download it again).")
+    header = None
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+        if n is not None and 2 <= n <= min(size - 8, MAX_HEADER_BYTES):
+            header = _parse_header(f.read(n))
+    if header is None:
+        _refuse_pickle(path, head)
+        if n is None:
+            raise CheckpointError(corrupt + f" It has only {size} bytes.")
+        if n > size - 8 or n > MAX_HEADER_BYTES:
+            raise CheckpointError(corrupt + f" Its header claims {n} bytes; the file has {size}.")
+        raise CheckpointError(corrupt + " Its header is not valid JSON (a JSON object).")
+    _check_tensor_table(path, header, size, n, corrupt)
     return header
+
+
+#: bounds of a checkpoint's config, checked before any model is built from it.
+CONFIG_BOUNDS = {"latent_dim": (1, 65536), "width": (1, 1024), "image_side": (16, 8192)}
+
+
+def check_config(config, where="the metadata"):
+    """Refuse a model config that is malformed or out of bounds (:data:`CONFIG_BOUNDS`),
+    before anything is built from it.
+
+    Parameters
+    ----------
+    config : dict
+        ``arch``, ``latent_dim``, ``image_shape`` and optionally ``width``.
+    where : str
+        names the source in messages.
+
+    Returns
+    -------
+    dict
+        the config.
+
+    Raises
+    ------
+    CheckpointError
+        naming the bad entry.
+    """
+    def bad(why):
+        return CheckpointError(f"{where}: config {config!r} is invalid ({why}); save the model "
+                               "again with cil_genreg.models.save.")
+
+    if not isinstance(config, dict):
+        raise bad("not a JSON object")
+    extra = set(config) - {"arch", "latent_dim", "image_shape", "width"}
+    if extra:
+        raise bad(f"unknown entries {sorted(extra)}")
+    if config.get("arch") not in ARCHITECTURES:
+        raise CheckpointError(
+            f"{where}: unknown architecture {config.get('arch')!r} in the metadata (this "
+            f"version knows {list(ARCHITECTURES)}). Upgrade cil_genreg, or check the file's "
+            "origin.")
+    shape = config.get("image_shape")
+    sides = [shape, shape] if type(shape) is int else shape
+    lo, hi = CONFIG_BOUNDS["image_side"]
+    if not isinstance(sides, list) or len(sides) != 2 or not all(
+            type(v) is int and lo <= v <= hi for v in sides):
+        raise bad(f"image_shape must be [H, H] with {lo} <= H <= {hi}")
+    for key in ("latent_dim", "width"):
+        if key not in config and key == "width":
+            continue
+        lo, hi = CONFIG_BOUNDS[key]
+        if type(config.get(key)) is not int or not lo <= config[key] <= hi:
+            raise bad(f"{key} must be an integer in [{lo}, {hi}]")
+    return config
 
 
 def read_metadata(path):
@@ -214,17 +338,16 @@ def read_metadata(path):
     try:
         meta = json.loads(meta)
         config = meta["config"]
-        arch = config["arch"]
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path!r}: the cil_genreg metadata is malformed ({err!r}); "
                               "save the model again with cil_genreg.models.save.") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path!r}: metadata format {meta.get('format')!r} is not "
                               f"{FORMAT!r}.")
-    if arch not in ARCHITECTURES:
-        raise CheckpointError(
-            f"{path!r}: unknown architecture {arch!r} in the metadata (this version knows "
-            f"{list(ARCHITECTURES)}). Upgrade cil_genreg, or check the file's origin.")
+    check_config(config, repr(path))
+    if not isinstance(meta.get("metadata", {}), dict):
+        raise CheckpointError(f"{path!r}: the cil_genreg metadata's 'metadata' entry is not a "
+                              "JSON object; save the model again with cil_genreg.models.save.")
     return meta
 
 
@@ -246,31 +369,55 @@ def load(path, map_location="cpu"):
     Raises
     ------
     CheckpointError
-        for a pickle file (never unpickled), a truncated/corrupt file, missing metadata, an unknown
-        architecture, or weights that do not match the metadata.
+        for a pickle file (never unpickled), a truncated/corrupt file, a device or FIFO, missing
+        or malformed metadata, an unknown architecture, a config out of bounds, weights that do
+        not match the metadata (checked on the header, before any model is built) and weights
+        holding NaN or Inf.
+    FileNotFoundError, IsADirectoryError
+        when nothing, or a folder, is at ``path``.
+    TypeError
+        when ``path`` is None, bytes or not a path.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = os.fspath(path)
+    path = checkpoint_path(path)
+    header = read_header(path)
     meta = read_metadata(path)
     config = dict(meta["config"])
     arch = config.pop("arch")
     try:
-        model = build(arch, **config)
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            expected = {k: tuple(v.shape) for k, v in build(arch, **config).state_dict().items()}
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path!r}: the metadata's config {meta['config']} does not "
                               f"describe a valid model ({err}).") from None
+    stored = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    _check_tensors_match(path, meta, expected, stored,
+                         [k for k, v in header.items() if k != "__metadata__" and
+                          v["dtype"] != "F32"])
+    model = build(arch, **config)
     try:
         tensors = load_file(path, device=str(map_location))
     except (SafetensorError, OSError, RuntimeError) as err:
         raise CheckpointError(f"{path!r} is corrupt ({err}); write it again.") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [f"{k}: file {tuple(tensors[k].shape)}, model {tuple(expected[k].shape)}"
-             for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
+    broken = [k for k, t in tensors.items() if not bool(torch.isfinite(t).all())]
+    if broken:
+        raise CheckpointError(
+            f"{path!r}: the weights hold NaN or Inf ({broken[:3]}{' ...' if len(broken) > 3 else ''})"
+            ": the training that wrote it diverged. Train again with a lower --lr.")
+    model.load_state_dict(tensors)
+    model.metadata = meta.get("metadata", {})
+    return model.to(map_location).eval()
+
+
+def _check_tensors_match(path, meta, expected, stored, not_f32):
+    """The header's tensor names, shapes and dtypes against the model the config describes."""
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    wrong = [f"{k}: file {stored[k]}, model {expected[k]}"
+             for k in expected if k in stored and stored[k] != expected[k]]
+    if missing or unexpected or wrong or not_f32:
         parts = []
         if missing:
             parts.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
@@ -279,13 +426,12 @@ def load(path, map_location="cpu"):
                          f"{' ...' if len(unexpected) > 5 else ''}")
         if wrong:
             parts.append("shape mismatches " + "; ".join(wrong[:5]))
+        if not_f32:
+            parts.append(f"tensors not float32 {not_f32[:5]}")
         raise CheckpointError(
             f"{path!r}: the weights do not match the metadata ({meta['config']}): "
             + ", ".join(parts) + ". The file was edited or its metadata belongs to another "
             "model; save the model again with cil_genreg.models.save.")
-    model.load_state_dict(tensors)
-    model.metadata = meta.get("metadata", {})
-    return model.to(map_location).eval()
 
 
 def update_metadata(path, **entries):
