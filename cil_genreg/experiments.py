@@ -23,6 +23,8 @@ from . import SoftGenerativeRegulariser, RangeGenerativeRegulariser, \
     SparseDeviationGenerativeRegulariser, LatentLeastSquares
 from .bridge import as_tensor
 from .parameter_choice import discrepancy_principle
+from .output_safety import check_output_files
+from .validation import DeviceUnavailableError, check_positive
 
 GEOMETRIES = ("parallel", "limited", "fan")
 METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
@@ -100,7 +102,7 @@ def _plugin(backend):
             import tigre  # noqa: F401  (cil.plugins.tigre imports without it, then fails later)
             import cil.plugins.tigre as plugin
         except ImportError as err:
-            raise RuntimeError(
+            raise DeviceUnavailableError(
                 "backend='tigre' needs TIGRE, a conda package that runs on an NVIDIA GPU: "
                 "`conda install -c ccpi tigre` on a machine with CUDA, or use backend='astra' "
                 "(its 2D projectors run on the CPU).") from err
@@ -117,7 +119,7 @@ def make_projector(ig, ag, backend="astra", device="cpu"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     plugin = _plugin(backend)
     if backend == "tigre" and device == "cpu":
-        raise RuntimeError("TIGRE runs on an NVIDIA GPU only: pass --device cuda on a machine "
+        raise DeviceUnavailableError("TIGRE runs on an NVIDIA GPU only: pass --device cuda on a machine "
                            "with one, or use --backend astra on the CPU.")
     if len(ig.shape) == 3 and backend == "astra" and device == "cpu":
         return SliceWiseOperator.parallel(ig, ag)
@@ -141,7 +143,7 @@ def _check_astra_gpu():
     except Exception:  # noqa: BLE001 - any failure means: no usable CUDA in ASTRA
         ok = False
     if not ok:
-        raise RuntimeError("device='cuda' needs ASTRA built with CUDA and an NVIDIA GPU "
+        raise DeviceUnavailableError("device='cuda' needs ASTRA built with CUDA and an NVIDIA GPU "
                            "(astra.use_cuda() is False here): use --device cpu.")
 
 
@@ -299,6 +301,7 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
         raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}")
     if method != "tv" and generator is None:
         raise ValueError(f"method {method!r} needs a generator")
+    lam = check_positive(lam, "lam")
     ig = A.domain_geometry()
     if method == "latent":
         f = LatentLeastSquares(A, generator, y, **solver_options)
@@ -495,7 +498,7 @@ def held_out_digits(n, seed=0):
 def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05,
                      iterations=100, methods=METHODS, model="mnist-vae", lambdas=None,
                      out=os.path.join("outputs", "mnist"), backend="astra", device="cpu",
-                     seed=0, progress=True, echo=print, start_from="tv"):
+                     seed=0, progress=True, echo=print, start_from="tv", overwrite=False):
     """The talk's comparison on held-out MNIST digits, for each geometry and angle count:
     tables (``mnist_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in
     ``out``; the tables and soft's margin over TV are printed. Returns the summary rows."""
@@ -505,17 +508,22 @@ def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05
                           backend=backend, device=device, seed=seed, progress=progress,
                           echo=echo, meta={"model": model, "data": "MNIST test split",
                                            "start": start_from},
-                          targets=SOFT_OVER_TV_TARGET, start_from=start_from, title="MNIST")
+                          targets=SOFT_OVER_TV_TARGET, start_from=start_from, title="MNIST",
+                          overwrite=overwrite)
 
 
 def run_comparison(images, generator, name, angles=(10, 30), geometries=("parallel",),
                    noise=0.05, iterations=100, methods=METHODS, lambdas=None, out="outputs",
                    backend="astra", device="cpu", seed=0, progress=True, echo=print,
-                   meta=None, targets=None, title=None, mu=None, start_from="tv"):
+                   meta=None, targets=None, title=None, mu=None, start_from="tv",
+                   overwrite=False):
     """:func:`compare` for each geometry and angle count, with the outputs: tables
     (``NAME_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in ``out``;
     the tables and soft's margin over TV are printed (``targets``: angles → dB soft should
-    beat TV by, in parallel beam). Returns the summary rows."""
+    beat TV by, in parallel beam). Existing outputs of the same name in ``out`` are refused,
+    before anything runs, unless ``overwrite``. Returns the summary rows."""
+    check_output_files(out, output_names(name, geometries, angles) + ["summary.json"],
+                       overwrite=overwrite)
     summary = []
     label = title or name
     for geometry in geometries:
@@ -546,6 +554,12 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
                        summary=summary), f, indent=1)
     echo(f"\ntables, figures and summary.json written to {out}")
     return summary
+
+
+def output_names(name, geometries, angles, kinds=(".csv", ".json", ".png")):
+    """The files :func:`run_comparison` (and the demos) write per geometry and angle count:
+    ``NAME_GEOMETRY_ANGLES.csv/.json/.png``."""
+    return [f"{name}_{g}_{a}{kind}" for g in geometries for a in angles for kind in kinds]
 
 
 def soft_over_tv(summary, choice="best", method="soft"):
@@ -588,6 +602,8 @@ def demo_parser(description, n, out, model, angles=(10, 30), geometries=GEOMETRI
     p.add_argument("--quick", action="store_true",
                    help="at most 2 images, 30 iterations, 2 λ per method: a smoke run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in --out (refused without it)")
     return p
 
 
@@ -605,12 +621,12 @@ def check_backend(backend, device):
     """Fail early, with what to do, when the projector backend cannot run here."""
     _plugin(backend)
     if backend == "tigre" and device == "cpu":
-        raise RuntimeError("TIGRE runs on an NVIDIA GPU only: pass --device cuda on a machine "
+        raise DeviceUnavailableError("TIGRE runs on an NVIDIA GPU only: pass --device cuda on a machine "
                            "with one, or use --backend astra on the CPU.")
     if device == "cuda":
         import torch
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda but torch sees no GPU (torch.cuda.is_available() "
+            raise DeviceUnavailableError("--device cuda but torch sees no GPU (torch.cuda.is_available() "
                                "is False): use --device cpu.")
         if backend == "astra":
             _check_astra_gpu()
@@ -634,7 +650,7 @@ def backend_refusal(args):
     import sys
     try:
         check_backend(args.backend, args.device)
-    except RuntimeError as err:
+    except DeviceUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return None

@@ -33,9 +33,12 @@ optimiser moments and random stream, so an interrupted run of ``epochs`` epochs,
 the same arguments, ends with the same weights as an uninterrupted one. Resuming with a larger
 ``epochs`` extends a run; the cosine learning-rate schedule is then spread over the new total.
 """
+import functools
+import inspect
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,7 +50,9 @@ from tqdm.auto import tqdm
 
 from .models import architectures as _arch
 from .models.checkpoints import atomic_write, save as save_checkpoint
-from .validation import check_device
+from .output_safety import OutputLock, check_output_file
+from .validation import (UserError, check_device, check_int, check_non_negative,
+                         check_positive)
 
 STATE_SUFFIX = ".state.pt"
 
@@ -157,6 +162,91 @@ def reconstruction_psnr(model, data, batch_size=256):
     return float(torch.cat(values).mean())
 
 
+class TrainingDivergedError(UserError, RuntimeError):
+    """The loss or the weights became NaN or Inf: training stops, and nothing non-finite is
+    written (the checkpoint of the last good epoch, if any, is kept)."""
+
+
+def _locked_checkpoint(function):
+    """Run ``function`` holding :class:`~cil_genreg.output_safety.OutputLock` on its
+    ``checkpoint`` argument, so that two trainings writing one checkpoint cannot both run."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def locked(*args, **kwargs):
+        checkpoint = signature.bind(*args, **kwargs).arguments.get("checkpoint")
+        if not checkpoint:
+            return function(*args, **kwargs)
+        check_output_file(checkpoint, overwrite=True, what="checkpoint")
+        with OutputLock(checkpoint, what="checkpoint"):
+            return function(*args, **kwargs)
+    return locked
+
+
+def _check_settings(epochs, batch_size, lr, latent_dim, width, beta, kl_warmup_epochs, threads):
+    """Refuse meaningless training settings before any data is touched."""
+    check_int(epochs, "epochs")
+    check_int(batch_size, "batch_size")
+    check_int(latent_dim, "latent_dim")
+    check_int(width, "width")
+    if lr is not None:
+        check_positive(lr, "lr")
+    check_non_negative(beta, "beta")
+    check_non_negative(kl_warmup_epochs, "kl_warmup_epochs")
+    if threads is not None:
+        check_int(threads, "threads")
+
+
+def _check_not_constant(x, name="data"):
+    lo, hi = float(x.min()), float(x.max())
+    if lo == hi:
+        raise ValueError(f"{name}: every pixel of every image is {lo:g}, so there is nothing to "
+                         "learn; check the files (an empty or wrongly scaled folder?).")
+
+
+def _resume_from_weights(checkpoint, net):
+    """Where ``checkpoint`` exists without its training state: load its weights into ``net``
+    and return the number of epochs they were trained for (0 when there is no checkpoint)."""
+    from .models.checkpoints import load as load_checkpoint
+
+    path = os.fspath(checkpoint)
+    if not os.path.isfile(path):
+        print(f"no checkpoint or training state at {path!r}: starting from epoch 0.",
+              file=sys.stderr)
+        return 0
+    saved = load_checkpoint(path)
+    done = saved.metadata.get("epochs")
+    if saved.config != net.config:
+        raise ValueError(f"cannot resume: {path!r} holds a {saved.config} model but this run "
+                         f"builds {net.config}; use the same --model, --latent-dim, --width and "
+                         "data, or another --out.")
+    if type(done) is not int or done < 1:
+        raise ValueError(f"cannot resume: {path!r} does not say how many epochs it was trained "
+                         "for (and has no training state): choose another --out, or pass "
+                         "--overwrite to start afresh and replace it.")
+    net.load_state_dict(saved.state_dict())
+    print(f"note: no training state {path + STATE_SUFFIX!r}: continuing from the weights in "
+          f"{path!r} (epoch {done}); the optimiser and random stream start afresh, so the "
+          "result will differ from an uninterrupted run.", file=sys.stderr)
+    return done
+
+
+def _check_finite_weights(net, epoch, lr, checkpoint):
+    broken = [k for k, v in net.state_dict().items()
+              if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        _diverged(f"the weights hold NaN or Inf after epoch {epoch} ({broken[0]})", lr,
+                  checkpoint)
+
+
+def _diverged(what, lr, checkpoint):
+    kept = (f"; {os.fspath(checkpoint)!r} still holds the last good epoch"
+            if checkpoint and os.path.exists(checkpoint) else "; nothing was written")
+    raise TrainingDivergedError(f"training diverged: {what}{kept}. Lower the learning rate "
+                                f"(--lr, now {lr:g}) and train again.")
+
+
+@_locked_checkpoint
 def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=16, seed=0,
           device="cpu", checkpoint=None, resume=False, overwrite=False, beta=0.05,
           kl_warmup_epochs=2.0,
@@ -184,8 +274,9 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
         where to write the generator (safetensors) after each epoch; the training state goes to
         ``checkpoint + ".state.pt"``.
     resume : bool
-        continue from the state saved next to ``checkpoint`` (starts afresh, with a message,
-        when none exists yet).
+        continue from the state saved next to ``checkpoint``; without that state, from the
+        weights in ``checkpoint`` itself (fresh optimiser; said on stderr), else from epoch 0.
+        A checkpoint already trained for ``epochs`` epochs is left as it is.
     overwrite : bool
         start afresh over an existing ``checkpoint`` (or its training state). Without it (or
         ``resume``) an existing file is refused before anything is trained: a trained model
@@ -216,10 +307,23 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        for meaningless settings (``epochs``, ``batch_size``, ``latent_dim``, ``width`` or
+        ``threads`` below 1, ``lr`` not > 0, ``beta`` < 0, ...) or constant data.
+    FileExistsError
+        when ``checkpoint`` exists without ``resume`` / ``overwrite``, or another training
+        holds its lock (``checkpoint + ".lock"``, see
+        :class:`~cil_genreg.output_safety.OutputLock`).
+    TrainingDivergedError
+        when the loss or the weights become NaN or Inf (nothing non-finite is written).
     """
     if data is None:
         raise ValueError("data is required: an array (N, H, W) of training images in [0, 1], "
                          "e.g. cil_genreg.datasets.shapes(5000, size=64).")
+    _check_settings(epochs, batch_size, lr, latent_dim, width, beta, kl_warmup_epochs, threads)
     if checkpoint and not resume and not overwrite:
         taken = [f for f in (os.fspath(checkpoint), os.fspath(checkpoint) + STATE_SUFFIX)
                  if os.path.exists(f)]
@@ -235,6 +339,7 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     n, image_shape = x_all.shape[0], tuple(x_all.shape[2:])
     if n == 0:
         raise ValueError("data holds no images.")
+    _check_not_constant(x_all)
     x_val = _as_tensor(val_data, "val_data") if val_data is not None else None
 
     torch.manual_seed(int(seed))
@@ -284,8 +389,8 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
             if device.type == "cuda" and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"].cpu())
             start_epoch, history = int(state["epoch"]), list(state["history"])
-        elif progress:
-            tqdm.write(f"no training state at {state_path!r}: starting from epoch 0.")
+        else:
+            start_epoch = _resume_from_weights(checkpoint, net)
 
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
                desc=f"train {arch}", unit="batch", dynamic_ncols=True, mininterval=1.0)
@@ -331,7 +436,11 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
                     opt.zero_grad(set_to_none=True)
                     g_loss.backward()
                     opt.step()
-            loss_sum += float(loss.detach()) * x.shape[0]
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                _diverged(f"the loss is {value} at epoch {epoch + 1}, batch {b + 1}", lr,
+                          checkpoint)
+            loss_sum += value * x.shape[0]
             count += x.shape[0]
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / count:.4g}")
@@ -346,6 +455,7 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['loss']:.4g}",
                             val_psnr=f"{record['val_psnr_db']:.2f}")
         history.append(record)
+        _check_finite_weights(net, epoch + 1, lr, checkpoint)
         if checkpoint:
             _write_checkpoint(checkpoint, state_path, net, critic, opt, opt_c, epoch + 1,
                               int(epochs), history, n, device, dict(

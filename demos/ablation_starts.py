@@ -47,6 +47,8 @@ def parse_args(argv=None):
                    help="projector and generator device")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace ablation.csv / ablation.json of an earlier run in --out")
     return p.parse_args(argv)
 
 
@@ -90,6 +92,8 @@ def main(argv=None):
     refusal = experiments.backend_refusal(args)
     if refusal:
         return refusal
+    from cil_genreg.output_safety import check_output_files
+    check_output_files(args.out, ["ablation.csv", "ablation.json"], overwrite=args.overwrite)
     dev = args.device
     G = experiments.load_generator(args.model).to(dev)
     digits = experiments.held_out_digits(args.n, args.seed)
@@ -154,5 +158,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

@@ -87,6 +87,10 @@ def main(argv=None):
     refusal = experiments.backend_refusal(args)
     if refusal:
         return refusal
+    from cil_genreg.output_safety import check_output_files
+    check_output_files(args.out, experiments.output_names(f"volume_{args.dataset}",
+                                                          args.geometry, args.angles),
+                       overwrite=args.overwrite)
     generator = experiments.load_generator(args.model)
     volumes = volume_slices(args.dataset, args.n, args.slices, args.seed)
     summary = []
@@ -112,5 +116,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

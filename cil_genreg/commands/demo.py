@@ -36,15 +36,20 @@ def add_parser(subparsers):
                    help="start of the generative methods: TV at the discrepancy principle's λ "
                    "(default), or FBP (as good in parallel beam, poor in limited angle)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in --out (refused without it)")
     return p
 
 
 def run(args):
-    from ..experiments import check_backend, mnist_comparison
+    from ..experiments import check_backend, mnist_comparison, output_names
+    from ..output_safety import check_output_files
+    check_output_files(args.out, output_names("mnist", args.geometry, args.angles)
+                       + ["summary.json"], overwrite=args.overwrite)
     check_backend(args.backend, args.device)
     mnist_comparison(n=args.n, angles=args.angles, geometries=args.geometry,
                      iterations=args.iterations, methods=args.methods, model=args.model,
                      lambdas=DEMO_LAMBDAS, out=args.out, backend=args.backend, device=args.device,
                      seed=args.seed,
-                     progress=not args.quiet, start_from=args.start)
+                     progress=not args.quiet, start_from=args.start, overwrite=args.overwrite)
     return 0
