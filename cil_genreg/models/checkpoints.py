@@ -23,6 +23,7 @@ import os
 import stat
 import struct
 import tempfile
+import warnings
 
 import torch
 
@@ -89,6 +90,13 @@ def save(generator, path, metadata=None):
     -------
     str
         the path written.
+
+    Raises
+    ------
+    TypeError
+        for a model that is not one of the package's, or metadata that is not JSON.
+    ValueError
+        when the weights hold NaN or Inf (nothing is written).
     """
     from safetensors.torch import save_file
 
@@ -101,6 +109,11 @@ def save(generator, path, metadata=None):
     except TypeError as err:
         raise TypeError(f"metadata must be JSON-serialisable: {err}") from None
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and
+              not bool(torch.isfinite(v).all())]
+    if broken:
+        raise ValueError(f"not saving {path!r}: the weights hold NaN or Inf ({broken[0]}); a "
+                         "model like that reconstructs nothing (did its training diverge?).")
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: text}))
 
 
@@ -113,7 +126,9 @@ def _is_text_protocol_pickle(path):
     with open(path, "rb") as f:
         start = f.read(4096)
     try:
-        ops = list(itertools.islice(pickletools.genops(io.BytesIO(start)), 8))
+        with warnings.catch_warnings():  # odd bytes read as string opcodes warn on decoding
+            warnings.simplefilter("ignore")
+            ops = list(itertools.islice(pickletools.genops(io.BytesIO(start)), 8))
     except Exception:  # noqa: BLE001 - any parse failure: not a pickle
         return False
     return len(ops) == 8 or (ops and ops[-1][0].name == "STOP")
