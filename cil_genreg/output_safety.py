@@ -86,12 +86,12 @@ def check_output_file(path, *, overwrite=False, inputs=(), suffixes=None, what="
     path = os.fspath(path)
     if not path:
         raise ValueError(f"{what} is empty: give a file path.")
-    if suffixes and not path.lower().endswith(tuple(suffixes)):
-        raise ValueError(f"{what} must end in {', '.join(suffixes)}, got {path!r}.")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{what} {path!r} is a folder: give a file path inside it "
                                 f"(e.g. {os.path.join(path, 'out' + (suffixes or ('',))[0])!r}).")
     _check_parent(path, what)
+    if suffixes and not path.lower().endswith(tuple(suffixes)):
+        raise ValueError(f"{what} must end in {', '.join(suffixes)}, got {path!r}.")
     for source in inputs:
         if source is not None and _same_file(path, os.fspath(source)):
             raise ValueError(f"{what} {path!r} is also an input of this command: writing it "

@@ -22,10 +22,14 @@ def _read_file(path):
 def _read_raw(path):
     """The image(s) of one file as stored; a clear error, naming it, when it cannot be read."""
     try:
-        return _decode(path)
+        a = _decode(path)
     except Exception as err:  # noqa: BLE001 - PIL and tifffile raise many kinds for bad files
         raise ValueError(f"cannot read image file {path!r} ({type(err).__name__}: {err}): it "
                          "is truncated or corrupt; replace or remove it.") from None
+    if a.size == 0:
+        raise ValueError(f"image file {path!r} holds no image (no pages or pixels): it is "
+                         "truncated or corrupt; replace or remove it.")
+    return a
 
 
 def _decode(path):
