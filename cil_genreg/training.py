@@ -32,6 +32,13 @@ temporary file then ``os.replace``; an interrupted run loses at most the epoch i
 optimiser moments and random stream, so an interrupted run of ``epochs`` epochs, resumed with
 the same arguments, ends with the same weights as an uninterrupted one. Resuming with a larger
 ``epochs`` extends a run; the cosine learning-rate schedule is then spread over the new total.
+Without the state file, ``resume`` continues from the weights in ``PATH`` (a fresh optimiser,
+said on stderr); a checkpoint already trained for ``epochs`` epochs is never rewritten.
+
+While it runs, a training holds ``PATH + ".lock"``
+(:class:`~cil_genreg.output_safety.OutputLock`): a second training into the same ``PATH`` is
+refused. A loss or weights that turn NaN or Inf stop it with :class:`TrainingDivergedError`;
+nothing non-finite is written.
 """
 import functools
 import inspect

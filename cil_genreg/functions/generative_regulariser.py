@@ -30,7 +30,9 @@ class GenerativeRegulariser(Function):
     ----------
     generator : torch.nn.Module
         :math:`G`, mapping a latent batch (B, d) to images (B, 1, H, W); e.g.
-        ``cil_genreg.models.pretrained("mnist-vae")``. It is put in eval mode.
+        ``cil_genreg.models.pretrained("mnist-vae")``. It runs in eval mode on ``device``;
+        the module passed is never changed (one in training mode or on another device is
+        copied, see :func:`cil_genreg.latent.generator.own_copy`).
     latent_dim : int, optional
         :math:`d`, for a module without a ``latent_dim`` attribute.
     geometry : ImageGeometry, optional
