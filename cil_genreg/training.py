@@ -90,10 +90,9 @@ class TrainResult:
     checkpoint: str = None
 
 
-def resolve_device(device):
-    """A :class:`torch.device`; a clear error for an unknown name, or when CUDA is asked for
-    and is not available (:func:`cil_genreg.validation.check_device`)."""
-    return check_device(device)
+#: a :class:`torch.device`, refusing unknown names and missing GPUs
+#: (:func:`cil_genreg.validation.check_device`).
+resolve_device = check_device
 
 
 def _as_tensor(data, name="data"):

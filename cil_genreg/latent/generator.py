@@ -7,27 +7,9 @@ import torch
 from ..validation import check_device
 
 
-def resolve_device(device=None):
-    """A :class:`torch.device` from ``None`` (CPU), a string or a device, checked to exist.
-
-    Parameters
-    ----------
-    device : None, str or torch.device
-        e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
-
-    Returns
-    -------
-    torch.device
-
-    Raises
-    ------
-    ValueError
-        for an unknown device name.
-    RuntimeError
-        (:class:`~cil_genreg.validation.DeviceUnavailableError`) when a CUDA device is asked
-        for and this PyTorch build or machine has none.
-    """
-    return check_device(device)
+#: a :class:`torch.device` from ``None`` (CPU), a name or a device, checked to exist
+#: (:func:`cil_genreg.validation.check_device`).
+resolve_device = check_device
 
 
 class GeneratorSpec:
