@@ -7,7 +7,7 @@ from cil.framework import AcquisitionGeometry, ImageGeometry
 from cil.plugins.astra import ProjectionOperator
 
 from cil_genreg import (LatentLeastSquares, RangeGenerativeRegulariser, SoftGenerativeRegulariser,
-                        SparseDeviationGenerativeRegulariser, experiments)
+                        SparseDeviationGenerativeRegulariser, forward, methods)
 from cil_genreg.latent import resolve_device
 from generators import LinearGenerator
 
@@ -60,10 +60,10 @@ def test_mu_nan_inf_or_negative(cls, mu, setup):
 
 @pytest.mark.parametrize("lam", [float("nan"), float("inf"), -1.0, 0.0])
 def test_lambda_nan_inf_or_not_positive(lam):
-    ig, ag = experiments.make_geometry(16, 4)
-    A = experiments.make_projector(ig, ag)
+    ig, ag = forward.make_geometry(16, 4)
+    A = forward.make_projector(ig, ag)
     with pytest.raises(ValueError, match="lam must be"):
-        experiments.reconstruct("tv", A, A.direct(ig.allocate(0)), lam, iterations=1)
+        methods.reconstruct("tv", A, A.direct(ig.allocate(0)), lam, iterations=1)
 
 
 def test_out_of_another_dtype_shape_or_kind(setup):
@@ -173,8 +173,8 @@ def test_regularisers_never_change_the_callers_module(training, setup):
     _assert_same(G, snap)
     R_cpu.reset()
     np.testing.assert_allclose(R_cpu.proximal(x, 0.5).as_array(), first, rtol=1e-5, atol=1e-6)
-    ig8, ag8 = experiments.make_geometry(8, 4)
-    A = experiments.make_projector(ig8, ag8)
+    ig8, ag8 = forward.make_geometry(8, 4)
+    A = forward.make_projector(ig8, ag8)
     f = LatentLeastSquares(A, G, A.direct(x))
     f.gradient(f.latent_geometry.allocate(0))
     _assert_same(G, snap)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cil_genreg import datasets, experiments, models
+from cil_genreg import datasets, forward, metrics, models
 from cil_genreg.cli import main
 from cil_genreg.output_safety import OutputLock
 
@@ -37,10 +37,10 @@ def fails(capsys, argv, status=None):
 @pytest.fixture(scope="module")
 def sino(tmp_path_factory):
     d = tmp_path_factory.mktemp("rel_sino")
-    ig, ag = experiments.make_geometry(28, 10)
-    A = experiments.make_projector(ig, ag)
+    ig, ag = forward.make_geometry(28, 10)
+    A = forward.make_projector(ig, ag)
     x = ig.allocate(None)
-    x.fill(experiments.held_out_digits(1, seed=1)[0])
+    x.fill(datasets.held_out_digits(1, seed=1)[0])
     np.save(d / "sino.npy", A.direct(x).as_array())
     np.save(d / "angles.npy", ag.angles)
     return d
@@ -134,10 +134,10 @@ def test_reconstruct_model_that_does_not_fit_the_panel(tmp_path, capsys):
 
 
 def test_reconstruct_fan_beam_with_an_angles_file(tmp_path):
-    ig, ag = experiments.make_geometry(28, 12, "fan")
-    A = experiments.make_projector(ig, ag)
+    ig, ag = forward.make_geometry(28, 12, "fan")
+    A = forward.make_projector(ig, ag)
     x = ig.allocate(None)
-    x.fill(experiments.held_out_digits(1, seed=2)[0])
+    x.fill(datasets.held_out_digits(1, seed=2)[0])
     np.save(tmp_path / "fan.npy", A.direct(x).as_array())
     np.save(tmp_path / "angles.npy", ag.angles)
     argv = ["reconstruct", "--method", "fbp", "--geometry", "fan", "--data",
@@ -145,7 +145,7 @@ def test_reconstruct_fan_beam_with_an_angles_file(tmp_path):
             "--out", tmp_path / "fan_fbp.npy", "--quiet"]
     assert main([str(a) for a in argv]) == 0
     image = np.load(tmp_path / "fan_fbp.npy")
-    assert experiments.psnr(image, x.as_array()) > 12
+    assert metrics.psnr(image, x.as_array()) > 12
 
 
 # -- train ---------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def run(args):
 
     from .. import models
     from ..evaluation import evaluate_model
-    from ..training import resolve_device
+    from ..latent import resolve_device
     from ._data import load_data
 
     check_output_files(args.out, REPORT_FILES, overwrite=args.overwrite,

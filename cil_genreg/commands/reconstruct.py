@@ -10,15 +10,14 @@ import os
 
 import numpy as np
 
+from ..methods import METHODS, lambda_grids
 from ..output_safety import check_output_file
 from ..validation import check_finite_array
 
 NAME = "reconstruct"
 HELP = "reconstruct an image from a sinogram by FBP, TV or a generative regulariser"
 
-METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
-#: default λ per method (the middle of the demos' grids, tuned on MNIST at 5 % noise)
-DEFAULT_LAMBDA = {"tv": 2.0, "latent": 1.0, "range": 0.3, "soft": 60.0, "sparse": 30.0}
+DEFAULT_LAMBDA = lambda_grids("default")
 #: the image files ``--out`` can write
 IMAGE_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
 
@@ -38,7 +37,7 @@ def add_parser(subparsers):
                    help="N equispaced angles over the geometry's span (instead of --angles)")
     p.add_argument("--geometry", default="parallel", choices=("parallel", "limited", "fan"),
                    help="with --angles-deg: parallel (180°), limited (90°) or fan (360°; the "
-                   "fan of `cil_genreg.experiments.make_geometry`)")
+                   "fan of `cil_genreg.forward.make_geometry`)")
     p.add_argument("--panel", type=int, help="detector pixels (default: the sinogram's width)")
     p.add_argument("--image-size", type=int,
                    help="image side in pixels (default: the model's, else panel/√2)")
@@ -71,7 +70,7 @@ def add_parser(subparsers):
 def read_sinogram(args):
     """The data as AcquisitionData, and its ImageGeometry, from the options."""
     from cil.framework import ImageGeometry
-    from .. import experiments
+    from .. import forward
 
     path = args.data
     if not os.path.exists(path):
@@ -102,10 +101,10 @@ def read_sinogram(args):
     check_fits_panel(size, panel, args.geometry)
     if args.angles is not None:
         angles = read_angles(args.angles, args.angles_unit)
-        ig, ag = experiments.make_geometry(size, len(angles), args.geometry, panel=panel)
+        ig, ag = forward.make_geometry(size, len(angles), args.geometry, panel=panel)
         ag.set_angles(angles)
     elif args.angles_deg is not None:
-        ig, ag = experiments.make_geometry(size, args.angles_deg, args.geometry, panel=panel)
+        ig, ag = forward.make_geometry(size, args.angles_deg, args.geometry, panel=panel)
     else:
         raise ValueError("give the angles: --angles ANGLES.npy (degrees) or --angles-deg N.")
     if args.geometry == "fan":
@@ -139,7 +138,7 @@ def _read_nexus(path):
                          "cil.io.NEXUSDataWriter, or pass a .npy sinogram.") from None
 
 
-#: the magnification of :func:`cil_genreg.experiments.make_geometry`'s fan beam, (4 + 2) / 4
+#: the magnification of :func:`cil_genreg.forward.make_geometry`'s fan beam, (4 + 2) / 4
 FAN_MAGNIFICATION = 1.5
 #: the largest |angle| of an ``--angles`` file taken as degrees without ``--angles-unit``.
 RADIAN_LIKE = 2 * math.pi + 1e-3
@@ -181,7 +180,7 @@ def check_fits_panel(size, panel, geometry):
 
 def _default_size(args, panel):
     if args.method not in ("fbp", "tv"):
-        from ..experiments import load_generator
+        from ..methods import load_generator
         args._generator = load_generator(args.model)
         return int(args._generator.image_shape[-1])
     return int(math.floor(panel / math.sqrt(2) / (FAN_MAGNIFICATION if args.geometry == "fan"
@@ -211,14 +210,14 @@ def write_image(image, path):
 
 
 def run(args):
-    from .. import experiments
+    from .. import forward, methods
     from ..parameter_choice import discrepancy_principle
 
     check_output_file(args.out, overwrite=args.overwrite, suffixes=IMAGE_SUFFIXES,
                       inputs=[args.data, args.angles, args.model])
     y, ig = read_sinogram(args)
-    A = experiments.make_projector(ig, y.geometry, args.backend, args.device)
-    x0, label = experiments.initial_reconstruction(A, y, args.backend, args.device)
+    A = forward.make_projector(ig, y.geometry, args.backend, args.device)
+    x0, label = forward.initial_reconstruction(A, y, args.backend, args.device)
     if args.method == "fbp":
         image, lam = x0, None
         if label != "FBP":
@@ -227,7 +226,7 @@ def run(args):
         generator = None
         if args.method != "tv":
             generator = getattr(args, "_generator", None) or \
-                experiments.load_generator(args.model)
+                methods.load_generator(args.model)
         lams = args.lam or [DEFAULT_LAMBDA[args.method]]
         if len(lams) > 1 and args.sigma is None:
             raise ValueError("several --lam need --sigma (the noise level) to choose among them "
@@ -236,17 +235,17 @@ def run(args):
         if args.mu is not None and args.method in ("soft", "sparse"):
             opts["mu"] = args.mu
         if args.start == "tv" and args.method != "tv":
-            x0 = experiments.reconstruct("tv", A, y, args.start_lam, x0=x0,
-                                         iterations=args.iterations)
+            x0 = methods.reconstruct("tv", A, y, args.start_lam, x0=x0,
+                                     iterations=args.iterations)
         from tqdm.auto import tqdm
         bar = tqdm(total=len(lams) * args.iterations, desc=f"{args.method}",
                    disable=args.quiet)
 
         def solve(lam):
             bar.set_postfix(lam=lam)
-            return experiments.reconstruct(args.method, A, y, lam, generator, x0=x0,
-                                           iterations=args.iterations,
-                                           callbacks=[_TqdmCallback(bar)], **opts)
+            return methods.reconstruct(args.method, A, y, lam, generator, x0=x0,
+                                       iterations=args.iterations,
+                                       callbacks=[_TqdmCallback(bar)], **opts)
 
         if len(lams) == 1:
             lam, image = lams[0], solve(lams[0])

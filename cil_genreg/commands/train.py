@@ -46,7 +46,8 @@ def add_parser(subparsers):
 def run(args):
     import numpy as np
 
-    from ..training import STATE_SUFFIX, resolve_device, train
+    from ..latent import resolve_device
+    from ..training import STATE_SUFFIX, train
     from ._data import load_data
 
     for path in (args.out, args.out + STATE_SUFFIX):

@@ -1,5 +1,5 @@
 r"""The soft generative regulariser: images close to the range of the generator."""
-from ..latent import LinearMisfit, SquaredMisfit
+from ..latent import NegatedInnerProduct, SquaredMisfit
 from ..validation import check_non_negative
 from .generative_regulariser import GenerativeRegulariser
 
@@ -139,5 +139,5 @@ class SoftGenerativeRegulariser(GenerativeRegulariser):
         """
         self._check_conjugate_mu()
         s = self._to_batch(x, "s")
-        sol = self._solve(LinearMisfit(), s, self.mu, key=self.CONJUGATE)
+        sol = self._solve(NegatedInnerProduct(), s, self.mu, key=self.CONJUGATE)
         return (0.25 * s.square().sum() - sol.objective.sum()).item()

@@ -1,6 +1,6 @@
 """The knee demo on fastMRI-like files and the starts ablation, on tiny configurations.
 
-(The shapes, knee-without-data and slice-wise volume demos are tested in test_demos.py.)"""
+(The shapes, knee-without-data and slice-wise volume demos are tested in test_demo_comparisons.py.)"""
 import csv
 import json
 import math
@@ -107,16 +107,17 @@ def test_ablation_runs_with_backend_and_device_passed_through(tmp_path, tiny_che
                                                               monkeypatch):
     # a smoke run (untrained tiny VAE, 1 digit, 2 iterations) recording what reaches the
     # projector, the FBP and the generative methods
-    from cil_genreg import experiments
+    from cil_genreg import forward, methods
     seen = []
 
     def spy(name):
-        real = getattr(experiments, name)
+        module = methods if name == "reconstruct" else forward
+        real = getattr(module, name)
 
         def wrapped(*args, **kwargs):
             seen.append((name, args[2:4] if name != "reconstruct" else kwargs.get("device")))
             return real(*args, **kwargs)
-        monkeypatch.setattr(experiments, name, wrapped)
+        monkeypatch.setattr(module, name, wrapped)
 
     for name in ("make_projector", "initial_reconstruction", "reconstruct"):
         spy(name)
