@@ -13,7 +13,7 @@ from generators import LinearGenerator
 
 REGULARISERS = [SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser,
                 RangeGenerativeRegulariser]
-FAST = dict(max_iter=10)
+FAST = dict(max_iteration=10)
 
 
 @pytest.fixture
