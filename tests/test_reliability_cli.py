@@ -133,6 +133,17 @@ def test_reconstruct_model_that_does_not_fit_the_panel(tmp_path, capsys):
     assert "28x28 image does not fit the 21-pixel panel" in fails(capsys, argv, 1)
 
 
+def test_reconstruct_checks_its_geometry_and_model_before_computing(sino, tmp_path, capsys):
+    np.save(tmp_path / "one.npy", np.array([5.0, 50.0]))
+    line = fails(capsys, recon(sino, "--angles", tmp_path / "one.npy"), 1)
+    assert "holds 2 angle(s) but the sinogram has 10 rows" in line
+    line = fails(capsys, recon(sino, "--angles-deg", "10", "--image-size", "20",
+                               method="soft"), 1)
+    assert "--image-size 20 but the model 'mnist-vae' makes 28x28 images" in line
+    assert "is not a device" in fails(capsys, recon(sino, "--angles-deg", "10", "--device",
+                                                    "gpu"), 2)
+
+
 def test_reconstruct_fan_beam_with_an_angles_file(tmp_path):
     ig, ag = forward.make_geometry(28, 12, "fan")
     A = forward.make_projector(ig, ag)

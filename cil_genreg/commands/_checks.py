@@ -10,18 +10,27 @@ def _count(value, name):
     return check_int(value, name, low=1)
 
 
+def _device_name(value, name):
+    """A device name torch can parse (whether this machine has it is checked when used)."""
+    import torch
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name} {value!r} is not a device: use cpu, cuda or cuda:N.") from None
+
+
 #: option (argparse ``dest``) -> check, per subcommand; lists (``nargs``) are checked per item.
 RULES = {
     "train": {"epochs": _count, "batch_size": _count, "width": _count, "latent_dim": _count,
               "threads": _count, "n": _count, "size": _count, "lr": check_positive,
               "beta": check_non_negative, "kl_warmup": check_non_negative,
-              "val_fraction": check_fraction},
+              "val_fraction": check_fraction, "device": _device_name},
     "evaluate-model": {"n": _count, "steps": _count, "threads": _count, "lr": check_positive,
-                       "reg": check_non_negative},
+                       "reg": check_non_negative, "device": _device_name},
     "demo": {"n": _count, "angles": _count, "iterations": _count},
     "reconstruct": {"lam": check_positive, "sigma": check_positive, "mu": check_non_negative,
                     "iterations": _count, "image_size": _count, "angles_deg": _count,
-                    "panel": _count, "start_lam": check_positive},
+                    "panel": _count, "start_lam": check_positive, "device": _device_name},
 }
 
 

@@ -85,6 +85,7 @@ def read_sinogram(args):
                              "data (use demos/volume_slicewise.py for volumes).")
         check_finite_array(data, f"--data {path!r}")
         size = args.image_size or _default_size(args, ag.pixel_num_h)
+        check_model_size(args, size)
         return data, ImageGeometry(voxel_num_x=size, voxel_num_y=size)
     if not path.lower().endswith(".npy"):
         raise ValueError(f"--data must be a .npy sinogram or a CIL NeXus .nxs file, got {path!r}")
@@ -98,9 +99,13 @@ def read_sinogram(args):
     if panel != sino.shape[1]:
         raise ValueError(f"--panel {panel} but the sinogram has {sino.shape[1]} detector pixels.")
     size = args.image_size or _default_size(args, panel)
+    check_model_size(args, size)
     check_fits_panel(size, panel, args.geometry)
     if args.angles is not None:
         angles = read_angles(args.angles, args.angles_unit)
+        if len(angles) != sino.shape[0]:
+            raise ValueError(f"--angles {args.angles!r} holds {len(angles)} angle(s) but the "
+                             f"sinogram has {sino.shape[0]} rows (one per angle).")
         ig, ag = forward.make_geometry(size, len(angles), args.geometry, panel=panel)
         ag.set_angles(angles)
     elif args.angles_deg is not None:
@@ -178,11 +183,29 @@ def check_fits_panel(size, panel, geometry):
                          f"at most {int(panel / magnification)} pixels.")
 
 
-def _default_size(args, panel):
-    if args.method not in ("fbp", "tv"):
+def check_model_size(args, size):
+    """Refuse, before any computation, an image size the generative method's model cannot
+    make (the model is loaded once and kept for the run)."""
+    if args.method in ("fbp", "tv"):
+        return
+    side = _model_side(args)
+    if side != size:
+        raise ValueError(f"--image-size {size} but the model {args.model!r} makes "
+                         f"{side}x{side} images: leave --image-size out, or use a model "
+                         f"trained on {size}x{size} images.")
+
+
+def _model_side(args):
+    """The image side of ``--model``, loaded once (kept as ``args._generator`` for the run)."""
+    if getattr(args, "_generator", None) is None:
         from ..methods import load_generator
         args._generator = load_generator(args.model)
-        return int(args._generator.image_shape[-1])
+    return int(args._generator.image_shape[-1])
+
+
+def _default_size(args, panel):
+    if args.method not in ("fbp", "tv"):
+        return _model_side(args)
     return int(math.floor(panel / math.sqrt(2) / (FAN_MAGNIFICATION if args.geometry == "fan"
                                                   else 1.0)))
 

@@ -148,8 +148,9 @@ def read_header(path):
     """
     path = checkpoint_path(path)
     size = os.path.getsize(path)
-    corrupt = (f"{path!r} is truncated or corrupt (not a complete safetensors file): "
-               "write it again (e.g. rerun training with --resume, or download it again).")
+    corrupt = (f"{path!r} is truncated or corrupt (not a complete safetensors checkpoint, or "
+               "another format): write it again (e.g. rerun training with --resume, or "
+               "download it again).")
     header = None
     with open(path, "rb") as f:
         head = f.read(8)
