@@ -335,7 +335,7 @@ def test_demo_scripts_refuse_earlier_outputs(tmp_path, capsys):
     (tmp_path / "summary.json").write_text("precious")
     from cil_genreg.cli import script_status
     status = script_status(mnist_tomography.main, ["--out", str(tmp_path), "--angles", "10",
-                                                   "--quick", "--no-progress"])
+                                                   "--quick", "--quiet"])
     err = capsys.readouterr().err
     assert status == 1 and "summary.json" in err and "Traceback" not in err
     assert (tmp_path / "summary.json").read_text() == "precious"

@@ -11,8 +11,7 @@ from ..validation import DeviceUnavailableError
 
 def add_run_options(p, model, out, seed_help="seed of the image choice and the noise"):
     """``--model``, ``--out``, ``--backend``, ``--device``, ``--seed``, ``--quiet`` (no
-    progress bars; ``--no-progress`` is a hidden alias) and ``--overwrite`` (replace an
-    earlier run's outputs in ``--out``).
+    progress bars) and ``--overwrite`` (replace an earlier run's outputs in ``--out``).
 
     Parameters
     ----------
@@ -37,7 +36,6 @@ def add_run_options(p, model, out, seed_help="seed of the image choice and the n
                    help="projector and generator device")
     p.add_argument("--seed", type=int, default=0, help=seed_help)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--overwrite", action="store_true",
                    help="replace the outputs of an earlier run in --out (refused without it)")
     return p
