@@ -212,24 +212,26 @@ def _default_size(args, panel):
 
 def write_image(image, path):
     """Write a 2D array to ``.npy`` (as is), ``.tif``/``.tiff`` (float32) or ``.png`` (clipped
-    to [0, 1], 8 bit)."""
+    to [0, 1], 8 bit), atomically: a file it replaces is never left half written."""
+    from ..models.checkpoints import atomic_write
+
     low = path.lower()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if low.endswith(".npy"):
-        np.save(path, image)
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.save(f, image)
     elif low.endswith((".tif", ".tiff")):
-        try:
+        def write(tmp):
             import tifffile
-            tifffile.imwrite(path, image.astype(np.float32))
-        except ImportError:
-            from PIL import Image
-            Image.fromarray(image.astype(np.float32), mode="F").save(path)
+            tifffile.imwrite(tmp, image.astype(np.float32))
     elif low.endswith(".png"):
-        from PIL import Image
-        Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(path)
+        def write(tmp):
+            from PIL import Image
+            Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(
+                tmp, format="PNG")
     else:
         raise ValueError(f"--out must end in .npy, .tif, .tiff or .png, got {path!r}")
-    return path
+    return atomic_write(path, write)
 
 
 def run(args):
