@@ -115,6 +115,13 @@ def test_load_refuses_odd_paths_clearly(tmp_path):
         models.load(tmp_path / "missing.safetensors")
 
 
+def test_map_location_is_checked_not_blamed_on_the_file(tmp_path):
+    path, _ = valid_header(tmp_path)
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        models.load(path, map_location="gpu")
+    assert next(models.load(path, map_location="meta").parameters()).is_meta
+
+
 def test_metadata_must_be_a_string_map(tmp_path):
     path, header = valid_header(tmp_path)
     body = path.read_bytes()[8 + struct.unpack("<Q", path.read_bytes()[:8])[0]:]

@@ -26,6 +26,7 @@ import tempfile
 import torch
 
 from .architectures import ARCHITECTURES, INTENSITY_RANGE, build
+from ..validation import check_device
 from .header import CheckpointError, check_config, checkpoint_path, read_header
 
 #: value of ``"format"`` in the metadata of every checkpoint this module writes.
@@ -186,11 +187,15 @@ def load(path, map_location="cpu"):
         when nothing, or a folder, is at ``path``.
     TypeError
         when ``path`` is None, bytes or not a path.
+    ValueError, RuntimeError
+        for an unknown ``map_location``, or a GPU this machine does not have
+        (:func:`cil_genreg.validation.check_device`).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = checkpoint_path(path)
+    map_location = check_device(map_location)
     header = read_header(path)
     meta = read_metadata(path)
     config = dict(meta["config"])
@@ -207,7 +212,7 @@ def load(path, map_location="cpu"):
                           v["dtype"] != "F32"])
     model = build(arch, **config)
     try:
-        tensors = load_file(path, device=str(map_location))
+        tensors = load_file(path, device="cpu")  # checked on the CPU, then moved
     except (SafetensorError, OSError, RuntimeError) as err:
         raise CheckpointError(f"{path!r} is corrupt ({err}); write it again.") from None
     broken = [k for k, t in tensors.items() if not bool(torch.isfinite(t).all())]
