@@ -178,3 +178,15 @@ def test_regularisers_never_change_the_callers_module(training, setup):
     f = LatentLeastSquares(A, G, A.direct(x))
     f.gradient(f.latent_geometry.allocate(0))
     _assert_same(G, snap)
+
+
+def test_evaluate_model_leaves_the_callers_module_as_it_was():
+    from cil_genreg import datasets, models
+    from cil_genreg.evaluation import evaluate_model
+    torch.manual_seed(0)
+    G = models.build("vae", latent_dim=2, image_shape=16, width=2).train()
+    snap = _snapshot(G)
+    report = evaluate_model(G, datasets.shapes(4, size=16, seed=1), n=4, steps=2,
+                            n_samples=4, progress=False)
+    assert np.isfinite(report["latent_fit"]["psnr_mean_db"])
+    _assert_same(G, snap)
