@@ -31,10 +31,12 @@ class OutputLockedError(FileExistsError):
 
 
 def _same_file(a, b):
+    """Both exist and are one file (an input that does not exist, e.g. a dataset name, is
+    never the output)."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
 
 
 def _check_parent(path, what):
