@@ -209,6 +209,21 @@ def test_train_lock_refuses_a_second_run_and_takes_over_a_stale_one(images, tmp_
     assert out.exists() and not (tmp_path / "m.safetensors.lock").exists()
 
 
+def test_lock_files_of_other_hosts_are_kept_and_empty_old_ones_taken_over(tmp_path):
+    from cil_genreg.output_safety import EMPTY_LOCK_GRACE_S, OutputLockedError
+    out = tmp_path / "m.safetensors"
+    lock = tmp_path / "m.safetensors.lock"
+    lock.write_text("1 another-host\n")  # cannot tell whether it runs: refused
+    with pytest.raises(OutputLockedError, match="pid 1 on another-host"):
+        OutputLock(out).acquire()
+    lock.write_text("")  # a crash between creating and writing it, long ago
+    old = os.path.getmtime(lock) - 2 * EMPTY_LOCK_GRACE_S
+    os.utime(lock, (old, old))
+    with OutputLock(out) as held:
+        assert lock.read_text().split()[0] == str(os.getpid()) and held.took_over is None
+    assert not lock.exists()
+
+
 def test_train_refuses_an_existing_checkpoint_before_loading_data(tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     out.write_bytes(b"precious")
