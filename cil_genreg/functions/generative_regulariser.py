@@ -17,7 +17,7 @@ import torch
 from cil.optimisation.functions import Function
 
 from ..bridge import as_tensor, from_tensor
-from ..latent import LatentSolver
+from ..latent import LatentChain, LatentSolver
 
 
 class GenerativeRegulariser(Function):
@@ -66,6 +66,12 @@ class GenerativeRegulariser(Function):
     threads : int or None
         CPU threads torch uses in the latent step (restored afterwards); default 1, which is
         fastest for the many small passes of a latent step; None leaves torch's setting.
+    latent_coupling : float
+        :math:`\lambda_z \ge 0`: for a volume (slices, H, W), couple neighbouring slices'
+        latents, :math:`R(x) = \min_{z_0..z_{S-1}} \sum_k [D(x_k, G(z_k)) + c\|z_k\|^2]
+        + \lambda_z \sum_k \|z_{k+1} - z_k\|^2`, so that the volume stays consistent along
+        z; every latent step then solves all slices as one problem
+        (:class:`~cil_genreg.latent.LatentChain`). 0 (default): slice by slice, independently.
 
     Attributes
     ----------
@@ -82,8 +88,14 @@ class GenerativeRegulariser(Function):
 
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
                  max_iter=50, tol=1e-6, adaptive_tol=True, tol_max=1e-3, restarts=0,
-                 warm_start=True, init="auto", seed=None, device=None, lr=None, threads=1):
+                 warm_start=True, init="auto", seed=None, device=None, lr=None, threads=1,
+                 latent_coupling=0.0):
         super().__init__()
+        if not isinstance(latent_coupling, numbers.Real) or not 0 <= latent_coupling < np.inf:
+            raise ValueError(f"latent_coupling must be a finite number >= 0, got "
+                             f"{latent_coupling!r}")
+        self.latent_coupling = float(latent_coupling)
+        self._boundary = (None, None)
         self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser, max_iter=max_iter,
                                    tol=tol, lr=lr, restarts=restarts, warm_start=warm_start,
                                    seed=seed, device=device, threads=threads)
@@ -139,6 +151,37 @@ class GenerativeRegulariser(Function):
         self.solver.reset()
         self._latent = None
         self._previous_target = None
+
+    def set_latent_boundary(self, before=None, after=None):
+        r"""Fixed latents of the slices just outside this volume, for a slab of a larger
+        volume (e.g. split over ranks): the chain term gains
+        :math:`\lambda_z(\|z_0 - z_{\text{before}}\|^2 + \|z_{\text{after}} - z_{S-1}\|^2)`.
+        Needs ``latent_coupling > 0`` to have an effect.
+
+        Parameters
+        ----------
+        before, after : array_like, optional
+            (d,) latents; None for a volume's own first / last slice.
+
+        Returns
+        -------
+        None
+        """
+        d = self.latent_dim
+        ends = []
+        for name, b in (("before", before), ("after", after)):
+            if b is not None:
+                b = torch.as_tensor(np.asarray(b, dtype=np.float32).reshape(-1))
+                if b.numel() != d:
+                    raise ValueError(f"the boundary latent {name!r} must have {d} entries (the "
+                                     f"latent dimension), got {b.numel()}")
+            ends.append(b)
+        self._boundary = tuple(ends)
+
+    def _coupling(self):
+        if self.latent_coupling == 0:
+            return None
+        return LatentChain(self.latent_coupling, *self._boundary)
 
     def generated_image(self, out=None):
         r""":math:`G(z^*)` for the last latent :math:`z^*` found.
@@ -231,7 +274,8 @@ class GenerativeRegulariser(Function):
     def _solve(self, misfit, target, c, key=PRIMAL, like=None):
         z0 = self._initial_latent(target, key)
         solution = self.solver.solve(misfit, target, c, z0=z0, key=key,
-                                     tol=self._inner_tol(target, key))
+                                     tol=self._inner_tol(target, key),
+                                     coupling=self._coupling())
         if key == self.PRIMAL:
             self._latent = solution.z
             self._last_like = like
