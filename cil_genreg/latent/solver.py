@@ -299,10 +299,10 @@ class LatentSolver:
             rows = slice(None) if rows is None else rows
             per_slice, images = objective(zz.reshape(m * batch, d),
                                           slice_rows[rows].reshape(-1))
-            total = per_slice.view(m, batch).sum(dim=1) + chain.total(zz.view(m, batch, d))
+            total = per_slice.view(m, batch).sum(dim=1) + chain.total(zz.reshape(m, batch, d))
             return total, images.view(m, batch, *images.shape[1:])
 
-        chains = z.view(n_starts, batch * d)
+        chains = z.reshape(n_starts, batch * d)
         dense = self.optimiser == "bfgs" and batch * d <= DENSE_CHAIN_MAX_DIM
         G = self.generator.module
         with torch.enable_grad(), frozen(G), self.generator.threads():
@@ -312,7 +312,7 @@ class LatentSolver:
                 chains, totals, _, iterations = self._run_quasi_newton(
                     chains, chain_objective, tol, f"{key}/chain{batch}", dense=dense)
         best = int(totals.argmin())
-        z = chains[best].view(batch, d)
+        z = chains[best].reshape(batch, d)
         with torch.no_grad(), frozen(G), self.generator.threads():
             values, images = objective(z, slice_rows[best])
             values = values + chain.per_slice(z[None])[0]
