@@ -72,6 +72,11 @@ class GenerativeRegulariser(Function):
         + \lambda_z \sum_k \|z_{k+1} - z_k\|^2`, so that the volume stays consistent along
         z; every latent step then solves all slices as one problem
         (:class:`~cil_genreg.latent.LatentChain`). 0 (default): slice by slice, independently.
+    split_sum : callable, optional
+        for a slab of a volume split over processes: ``split_sum([a, b]) -> [A, B]`` sums
+        numbers over the processes (e.g. :func:`cil_genreg.distributed.total`), so that
+        ``adaptive_tol`` follows the whole volume and every slab solves to the same tolerance
+        as in one process. Every process must then call the regulariser equally often.
 
     Attributes
     ----------
@@ -89,8 +94,9 @@ class GenerativeRegulariser(Function):
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
                  max_iter=50, tol=1e-6, adaptive_tol=True, tol_max=1e-3, restarts=0,
                  warm_start=True, init="auto", seed=None, device=None, lr=None, threads=1,
-                 latent_coupling=0.0):
+                 latent_coupling=0.0, split_sum=None):
         super().__init__()
+        self.split_sum = split_sum
         if not isinstance(latent_coupling, numbers.Real) or not 0 <= latent_coupling < np.inf:
             raise ValueError(f"latent_coupling must be a finite number >= 0, got "
                              f"{latent_coupling!r}")
@@ -258,7 +264,10 @@ class GenerativeRegulariser(Function):
         previous, self._previous_target = self._previous_target, target.clone()
         if previous is None or previous.shape != target.shape:
             return self.solver.tol
-        moved = ((target - previous).norm() / target.norm().clamp_min(1e-12)).item()
+        sums = [(target - previous).square().sum().item(), target.square().sum().item()]
+        if self.split_sum is not None:  # a slab of a volume: measure the whole volume's move
+            sums = self.split_sum(sums)
+        moved = (sums[0] / max(sums[1], 1e-24)) ** 0.5
         return min(self.tol_max, max(self.solver.tol, moved ** 2))
 
     def _check_conjugate_mu(self):
