@@ -247,3 +247,61 @@ def exchange_boundaries(ctx, first, last):
     before = everyone[ctx.rank - 1][1].cpu().numpy() if ctx.rank > 0 else None
     after = everyone[ctx.rank + 1][0].cpu().numpy() if ctx.rank < ctx.world_size - 1 else None
     return before, after
+
+
+def rank_rows(ctx, count):
+    """This rank's rows of a global batch of ``count`` items: every ``world_size``-th,
+    starting at ``rank`` (the round-robin of torch's ``DistributedSampler``, applied to each
+    global batch rather than to the epoch, and without its padding). The ranks' rows of one
+    step are then exactly the one-process batch, so that with the loss scaled by
+    :func:`loss_scale` the averaged DDP gradient is the one-process gradient.
+
+    Parameters
+    ----------
+    ctx : Context
+    count : int
+        items in the global batch.
+
+    Returns
+    -------
+    slice
+    """
+    return slice(ctx.rank, count, ctx.world_size)
+
+
+def loss_scale(ctx, count):
+    r"""Factor of a rank's summed per-item losses: :math:`N / B` for :math:`N` ranks and a
+    global batch of :math:`B` items. DDP averages gradients over ranks, so
+    :math:`\frac{1}{N}\sum_r \nabla \frac{N}{B}\sum_{i \in r} \ell_i = \nabla \frac{1}{B}
+    \sum_i \ell_i`, the one-process mean, also when :math:`B` is not a multiple of :math:`N`.
+
+    Parameters
+    ----------
+    ctx : Context
+    count : int
+
+    Returns
+    -------
+    float
+    """
+    return ctx.world_size / count
+
+
+def wrap(ctx, module):
+    """``module`` in :class:`torch.nn.parallel.DistributedDataParallel` when several processes
+    take part (on this rank's GPU for CUDA); else ``module`` itself.
+
+    Parameters
+    ----------
+    ctx : Context
+    module : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    if not ctx.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)

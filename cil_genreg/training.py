@@ -28,6 +28,16 @@ temporary file then ``os.replace``; an interrupted run loses at most the epoch i
   the torch RNG state, epoch number and loss history, a plain dict of tensors and numbers read
   back with ``torch.load(weights_only=True)`` (no code runs when it is read).
 
+**Many processes.** Under ``torchrun --nproc_per_node N`` (and ``--nnodes``) the VAE and AE
+train with DistributedDataParallel (:mod:`cil_genreg.distributed`: gloo on the CPU, nccl on
+GPUs): every step's global batch of ``batch_size`` images (the same seeded permutation on
+every rank) is dealt round-robin to the ranks, each rank's summed loss is scaled by
+:math:`N/B`, and DDP's gradient average is then the one-process gradient; the VAE's noise is
+drawn for the whole batch on every rank and each keeps its rows. So N processes follow the
+one-process run (to rounding), whatever N, and a run may resume with another N. Only rank 0
+writes the checkpoint (which records ``world_size``) and shows progress; the loss and the
+held-out PSNR are reduced over the ranks.
+
 ``resume=True`` continues from the last completed epoch of ``PATH + ".state.pt"``: same weights,
 optimiser moments and random stream, so an interrupted run of ``epochs`` epochs, resumed with
 the same arguments, ends with the same weights as an uninterrupted one. Resuming with a larger
@@ -45,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed
 from .models import architectures as _arch
 from .models.checkpoints import atomic_write, save as save_checkpoint
 
@@ -220,6 +231,12 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    ValueError
+        for missing data, a bad model name, a checkpoint that exists (without ``resume`` or
+        ``overwrite``), or a GAN under torchrun with several processes.
     """
     if data is None:
         raise ValueError("data is required: an array (N, H, W) of training images in [0, 1], "
@@ -234,7 +251,8 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
                 "start afresh and replace it.")
     if threads:
         torch.set_num_threads(int(threads))
-    device = resolve_device(device)
+    ctx = distributed.init(resolve_device(device))
+    device = ctx.device
     x_all = _as_tensor(data)
     n, image_shape = x_all.shape[0], tuple(x_all.shape[2:])
     if n == 0:
@@ -254,6 +272,11 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
             raise ValueError(f"model must be one of {list(_arch.ARCHITECTURES)}, got {model!r}.")
         net = _arch.build(arch, latent_dim=latent_dim, image_shape=image_shape, width=width)
     net = net.to(device).train()
+    if ctx.distributed and arch == "gan":
+        raise ValueError("training under torchrun with several processes takes --model vae or "
+                         "ae; train the GAN in one process (its critic's gradient penalty is a "
+                         "double backward that DDP does not split).")
+    per_image_loss = distributed.wrap(ctx, _PerImageLoss(net)) if arch != "gan" else None
     lr = float(lr if lr is not None else (1e-4 if arch == "gan" else 1e-3))
     critic = None
     if arch == "gan":
@@ -288,10 +311,11 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
             if device.type == "cuda" and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"].cpu())
             start_epoch, history = int(state["epoch"]), list(state["history"])
-        elif progress:
+        elif progress and ctx.is_main:
             tqdm.write(f"no training state at {state_path!r}: starting from epoch 0.")
 
-    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
+    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch,
+               disable=not progress or not ctx.is_main,
                desc=f"train {arch}", unit="batch", dynamic_ncols=True, mininterval=1.0)
     images_seen, t_train = 0, 0.0
     for epoch in range(start_epoch, int(epochs)):
@@ -302,22 +326,23 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
             step = epoch * steps_per_epoch + b
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total_steps, lr, lr_final_fraction)
-            x = x_all[perm[b * batch_size:(b + 1) * batch_size]].to(device)
-            if arch == "vae":
-                mu, logvar = net.encode(x)
-                z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-                rec = (net(z) - x).pow(2).flatten(1).sum(1)
-                warm = kl_warmup_epochs * steps_per_epoch
-                beta_t = beta * min(1.0, (step + 1) / warm) if warm > 0 else beta
-                loss = (rec + beta_t * kl_divergence(mu, logvar)).mean()
+            batch = perm[b * batch_size:(b + 1) * batch_size]
+            rows = distributed.rank_rows(ctx, len(batch))
+            x = x_all[batch[rows]].to(device)
+            if arch in ("vae", "ae"):
+                if arch == "vae":
+                    # the whole batch's noise on every rank: the same draws as in one process
+                    eps = torch.randn(len(batch), net.latent_dim, device=device)[rows]
+                    warm = kl_warmup_epochs * steps_per_epoch
+                    beta_t = beta * min(1.0, (step + 1) / warm) if warm > 0 else beta
+                    per_image = per_image_loss(x, eps, beta_t)
+                else:
+                    per_image = per_image_loss(x)
+                loss = per_image.sum() * distributed.loss_scale(ctx, len(batch))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            elif arch == "ae":
-                loss = (net(net.encode(x)) - x).pow(2).flatten(1).sum(1).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                loss = per_image.detach().sum() / max(1, x.shape[0])
             else:
                 for g in opt_c.param_groups:
                     g["lr"] = _lr_at(step, total_steps, lr, lr_final_fraction)
@@ -340,31 +365,55 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / count:.4g}")
         seconds = time.perf_counter() - t0
+        loss_sum, count = distributed.total(ctx, [loss_sum, count])
+        count = int(count)
         images_seen += count
         t_train += seconds
         record = {"epoch": epoch + 1, "loss": loss_sum / count, "seconds": seconds,
                   "images_per_second": count / seconds}
         if x_val is not None:
-            record["val_psnr_db"] = (latent_fit_psnr(net, x_val) if arch == "gan" else
-                                     reconstruction_psnr(net, x_val))
+            if arch == "gan":
+                record["val_psnr_db"] = latent_fit_psnr(net, x_val)
+            else:  # each rank scores its share; the mean over all held-out images
+                mine = x_val[distributed.rank_rows(ctx, len(x_val))]
+                score = reconstruction_psnr(net, mine) * len(mine) if len(mine) else 0.0
+                score, scored = distributed.total(ctx, [score, len(mine)])
+                record["val_psnr_db"] = score / scored
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['loss']:.4g}",
                             val_psnr=f"{record['val_psnr_db']:.2f}")
         history.append(record)
-        if checkpoint:
+        if checkpoint and ctx.is_main:
             _write_checkpoint(checkpoint, state_path, net, critic, opt, opt_c, epoch + 1,
                               int(epochs), history, n, device, dict(
                                   metadata or {}, arch=arch, seed=int(seed), lr=lr,
                                   batch_size=int(batch_size), beta=beta if arch == "vae" else None,
                                   kl_warmup_epochs=kl_warmup_epochs if arch == "vae" else None,
-                                  command=command))
+                                  command=command, world_size=ctx.world_size))
     bar.close()
     ips = images_seen / t_train if t_train > 0 else float("nan")
-    if progress and images_seen:
+    if progress and images_seen and ctx.is_main:
         tqdm.write(f"trained {epochs - start_epoch} epoch(s) of {n} images in {t_train:.1f} s: "
                    f"{ips:.0f} images/s on {device}.")
     net.eval()
     return TrainResult(model=net, critic=critic, history=history, images_per_second=ips,
                        seconds=t_train, checkpoint=os.fspath(checkpoint) if checkpoint else None)
+
+
+class _PerImageLoss(torch.nn.Module):
+    """The per-image loss of a VAE or AE as one ``forward`` (what DDP wraps: its gradient
+    hooks are armed by ``forward``, and ``encode`` is not one):
+    ``||x - G(mu + sigma eps)||^2 + beta KL`` (VAE) or ``||x - G(E(x))||^2`` (AE)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, eps=None, beta=0.0):
+        if eps is None:
+            return (self.net(self.net.encode(x)) - x).pow(2).flatten(1).sum(1)
+        mu, logvar = self.net.encode(x)
+        z = mu + eps * (0.5 * logvar).exp()
+        return (self.net(z) - x).pow(2).flatten(1).sum(1) + beta * kl_divergence(mu, logvar)
 
 
 def _write_checkpoint(path, state_path, net, critic, opt, opt_c, epoch, epochs, history, n,
