@@ -52,7 +52,7 @@ def z_tv_pdhg(operator, data, regulariser, alpha_z, initial=None, gamma=None, **
         :math:`g`, e.g. ``lam * SoftGenerativeRegulariser(G, mu=1e-3)`` (with or without
         ``latent_coupling``); PDHG calls its proximal map.
     alpha_z : float
-        :math:`\alpha_z \ge 0`, weight of the TV along z.
+        :math:`\alpha_z \ge 0`, weight of the TV along z (0: PDHG without the TV block).
     initial : ImageData, optional
         the start (e.g. FBP).
     gamma : float, optional
@@ -74,8 +74,11 @@ def z_tv_pdhg(operator, data, regulariser, alpha_z, initial=None, gamma=None, **
     if not alpha_z >= 0:
         raise ValueError(f"alpha_z must be >= 0, got {alpha_z!r}")
     Dz = z_difference_operator(operator.domain_geometry())
-    K = BlockOperator(operator, Dz)
-    f = BlockFunction(L2NormSquared(b=data), float(alpha_z) * L1Norm())
+    if alpha_z == 0:  # no TV block (0 * L1Norm has no proximal map of its conjugate)
+        K, f = operator, L2NormSquared(b=data)
+    else:
+        K = BlockOperator(operator, Dz)
+        f = BlockFunction(L2NormSquared(b=data), float(alpha_z) * L1Norm())
     norm = K.norm()
     gamma = 1.0 if gamma is None else float(gamma)
     return PDHG(f=f, g=regulariser, operator=K, tau=gamma / norm, sigma=1.0 / (gamma * norm),

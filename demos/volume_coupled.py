@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from cil_genreg import SoftGenerativeRegulariser, experiments
+from cil_genreg import RangeGenerativeRegulariser, SoftGenerativeRegulariser, experiments
 from cil_genreg.datasets import shape_volumes
 from cil_genreg.z_tv import z_tv_pdhg
 
@@ -35,7 +35,9 @@ def parse_args(argv=None):
     p.add_argument("--noise", type=float, default=0.05,
                    help="Gaussian noise, fraction of the sinogram's maximum")
     p.add_argument("--model", default="shapes-vae")
-    p.add_argument("--lam", type=float, default=100.0, help="λ of the soft regulariser")
+    p.add_argument("--method", default="soft", choices=("soft", "range"),
+                   help="the generative regulariser")
+    p.add_argument("--lam", type=float, default=100.0, help="λ of the regulariser")
     p.add_argument("--mu", type=float, default=1e-2, help="μ of the soft regulariser")
     p.add_argument("--tv-lam", type=float, default=30.0, help="λ of the 2D TV start")
     p.add_argument("--couplings", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3, 1.0],
@@ -75,6 +77,8 @@ def run_volume(truth_array, generator, args, rng):
                  time.perf_counter() - t0)
 
     def soft(coupling):
+        if args.method == "range":
+            return RangeGenerativeRegulariser(generator, latent_coupling=coupling, seed=args.seed)
         return SoftGenerativeRegulariser(generator, mu=args.mu, latent_coupling=coupling,
                                          seed=args.seed)
 
