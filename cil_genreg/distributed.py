@@ -121,26 +121,6 @@ def _comm_device(ctx):
     return ctx.device if ctx.backend == "nccl" else torch.device("cpu")
 
 
-def mean(ctx, values):
-    """The mean over ranks of each number in ``values``, weighted by nothing (each rank one
-    vote); the same result on every rank.
-
-    Parameters
-    ----------
-    ctx : Context
-    values : sequence of float
-
-    Returns
-    -------
-    list of float
-    """
-    if not ctx.distributed:
-        return [float(v) for v in values]
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_comm_device(ctx))
-    dist.all_reduce(t)
-    return (t / ctx.world_size).tolist()
-
-
 def total(ctx, values):
     """The sum over ranks of each number in ``values`` (the same result on every rank).
 
@@ -158,6 +138,22 @@ def total(ctx, values):
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_comm_device(ctx))
     dist.all_reduce(t)
     return t.tolist()
+
+
+def mean(ctx, values):
+    """The mean over ranks of each number in ``values`` (each rank one vote); the same result
+    on every rank.
+
+    Parameters
+    ----------
+    ctx : Context
+    values : sequence of float
+
+    Returns
+    -------
+    list of float
+    """
+    return [v / ctx.world_size for v in total(ctx, values)]
 
 
 def split(n, world_size):
