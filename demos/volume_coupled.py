@@ -11,8 +11,10 @@ image), reconstructed with the 2D ``shapes-vae`` prior,
 
 beside FBP and 2D TV per slice (the start of the generative methods). The projector is ASTRA's
 2D CPU projector slice by slice (``SliceWiseOperator``; ASTRA's 3D projectors need CUDA).
-Table (CSV, JSON: PSNR of the volume, per method and weight) and a figure (per-slice PSNR
-along z, and an x–z section through the volume) go to ``--out``.
+Table (CSV, JSON: per method and weight, the volume's PSNR, the spread of the slices' PSNRs,
+the z-flicker mean|x_{k+1} − x_k| (the truth's is printed beside it) and the z-error
+mean|(x − truth)_{k+1} − (x − truth)_k|) and a figure (per-slice PSNR along z, and x–z
+sections through the volume) go to ``--out``.
 """
 import argparse
 import json
@@ -100,17 +102,19 @@ def run_volume(truth_array, generator, args, rng):
     return out
 
 
-def figure(truth, found, best_coupled, best_ztv, path, title):
-    """Left: PSNR of each slice along z; right: x–z sections through the object's centre."""
+def figure(truth, found, best_coupled, best_ztv, path, title, method="soft"):
+    """Left: PSNR of each slice along z (FBP's, far below, in the title); right: x–z
+    sections through the object."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    keys = ["fbp", "tv", "independent", best_coupled, best_ztv]
-    names = {"fbp": "FBP", "tv": "TV 2D", "independent": "soft, independent slices",
-             best_coupled: f"soft, latent chain λ_z={found[best_coupled][1]:g}",
-             best_ztv: f"soft + TV along z, α_z={found[best_ztv][1]:g}"}
+    keys = ["tv", "independent", best_coupled, best_ztv]
+    names = {"tv": "TV 2D per slice", "independent": f"{method}, independent slices",
+             best_coupled: f"{method}, latent chain λ_z={found[best_coupled][1]:g}",
+             best_ztv: f"{method} + TV along z, α_z={found[best_ztv][1]:g}"}
+    title += f"; {found['fbp'][0]} {experiments.psnr(found['fbp'][2], truth):.1f} dB"
     row = int(np.argmax(truth.sum(axis=(0, 2))))
-    sections = [("truth", truth)] + [(names[k], found[k][2]) for k in keys[2:]]
+    sections = [("truth", truth)] + [(names[k], found[k][2]) for k in keys[1:]]
     fig = plt.figure(figsize=(11, 3.6))
     grid = fig.add_gridspec(1, 1 + len(sections), width_ratios=[2.4] + [1] * len(sections))
     ax = fig.add_subplot(grid[0])
@@ -147,6 +151,7 @@ def main(argv=None):
             rows.append({"volume": i, "key": key, "method": method, "weight": weight,
                          "psnr": experiments.psnr(x, truth), "slice_psnr_std": float(np.std(per_slice)),
                          "z_flicker": float(np.abs(np.diff(x, axis=0)).mean()),
+                         "z_error": float(np.abs(np.diff(x - truth, axis=0)).mean()),
                          "seconds": seconds})
             print(f"volume {i} {key:>14}: {rows[-1]['psnr']:.2f} dB ({seconds:.0f} s)",
                   flush=True)
@@ -160,6 +165,7 @@ def main(argv=None):
                       "psnr": float(np.mean([r["psnr"] for r in rs])),
                       "slice_psnr_std": float(np.mean([r["slice_psnr_std"] for r in rs])),
                       "z_flicker": float(np.mean([r["z_flicker"] for r in rs])),
+                      "z_error": float(np.mean([r["z_error"] for r in rs])),
                       "seconds": float(np.mean([r["seconds"] for r in rs]))})
     truth_flicker = float(np.mean([np.abs(np.diff(v, axis=0)).mean() for v in volumes]))
     os.makedirs(args.out, exist_ok=True)
@@ -168,19 +174,22 @@ def main(argv=None):
         json.dump({"args": vars(args), "rows": rows, "table": table,
                    "truth_z_flicker": truth_flicker}, f, indent=1)
     with open(stem + ".csv", "w") as f:
-        f.write("method,weight,psnr_db,slice_psnr_std_db,z_flicker,seconds\n")
+        f.write("method,weight,psnr_db,slice_psnr_std_db,z_flicker,z_error,seconds\n")
         for t in table:
             f.write(f"{t['method']},{'' if t['weight'] is None else t['weight']},"
                     f"{t['psnr']:.2f},{t['slice_psnr_std']:.2f},{t['z_flicker']:.4f},"
+                    f"{t['z_error']:.4f},"
                     f"{t['seconds']:.1f}\n")
     best = lambda prefix: max((t for t in table if t["key"].startswith(prefix)),  # noqa: E731
                               key=lambda t: t["psnr"])["key"]
     figure(first[0], first[1], best("coupled"), best("z-TV"), stem + ".png",
-           f"{args.slices} slices, {args.angles} angles, {args.noise:.0%} noise (volume 0)")
+           f"volume 0: {args.slices} slices, {args.angles} angles, {args.noise:.0%} noise",
+           args.method)
     print(f"\nmean over {len(volumes)} volumes (truth's z-flicker {truth_flicker:.4f}):")
     for t in table:
         print(f"{t['key']:>16}: {t['psnr']:6.2f} dB, slice PSNR std {t['slice_psnr_std']:.2f}, "
-              f"z-flicker {t['z_flicker']:.4f}, {t['seconds']:.0f} s")
+              f"z-flicker {t['z_flicker']:.4f}, z-error {t['z_error']:.4f}, "
+              f"{t['seconds']:.0f} s")
     print(f"written {stem}.csv/.json/.png")
     return {"table": table, "out": args.out}
 
