@@ -47,7 +47,7 @@ def worker(args):
     import numpy as np
     import torch.distributed as dist
 
-    from cil_genreg import distributed, experiments, slabs
+    from cil_genreg import distributed, forward, methods, metrics, slabs
     from cil_genreg.datasets import mnist, shapes
     from cil_genreg.training import train
 
@@ -65,12 +65,12 @@ def worker(args):
     result["train_loss"] = trained.history[-1]["loss"]
 
     digits = mnist(split="test")[:args.slices]
-    ig, ag = experiments.make_geometry(28, 10, "parallel", slices=args.slices)
-    A = experiments.make_projector(ig, ag)
+    ig, ag = forward.make_geometry(28, 10, "parallel", slices=args.slices)
+    A = forward.make_projector(ig, ag)
     truth = ig.allocate(None)
     truth.fill(digits)
-    y, _ = experiments.add_noise(A.direct(truth), 0.05, np.random.default_rng(0))
-    generator = experiments.load_generator(args.model)
+    y, _ = forward.add_noise(A.direct(truth), 0.05, np.random.default_rng(0))
+    generator = methods.load_generator(args.model)
     for coupling in (0.0, args.coupling):
         sync()
         t0 = time.perf_counter()
@@ -83,7 +83,7 @@ def worker(args):
         result[f"recon_{key}_seconds"] = seconds
         result[f"recon_{key}_slices_per_second"] = args.slices / seconds
         if ctx.is_main:
-            result[f"recon_{key}_psnr"] = experiments.psnr(volume, digits)
+            result[f"recon_{key}_psnr"] = metrics.psnr(volume, digits)
     if ctx.is_main:
         with open(args.worker, "w") as f:
             json.dump(result, f)

@@ -112,7 +112,7 @@ def reconstruct_slab(method, data, ig, lam, generator=None, ctx=None, x0=None, i
     ----------
     method : str
         "fbp", "tv" (2D TV per slice) or a generative method of
-        :func:`cil_genreg.experiments.reconstruct` ("soft", "range", "sparse").
+        :func:`cil_genreg.methods.reconstruct` ("soft", "range", "sparse").
     data : AcquisitionData
         the whole volume's 3D parallel-beam data (every rank reads it; each uses its slab).
     ig : ImageGeometry
@@ -131,7 +131,7 @@ def reconstruct_slab(method, data, ig, lam, generator=None, ctx=None, x0=None, i
         the generative methods start from FBP, or from 2D TV per slice with ``start_lam``.
     backend : str
     **options
-        passed to the regulariser (e.g. ``mu``, ``device``, ``adaptive_tol``).
+        passed to the regulariser (e.g. ``mu``, ``device``, ``adaptive_tolerance``).
 
     Returns
     -------
@@ -139,7 +139,7 @@ def reconstruct_slab(method, data, ig, lam, generator=None, ctx=None, x0=None, i
         the volume (slices, H, W) on rank 0 (None elsewhere), and :math:`\\|Ax - y\\|` of the
         whole volume (on every rank).
     """
-    from . import experiments
+    from . import forward, methods
 
     ctx = ctx or distributed.Context()
     if latent_coupling and method not in ("soft", "range", "sparse"):
@@ -149,12 +149,12 @@ def reconstruct_slab(method, data, ig, lam, generator=None, ctx=None, x0=None, i
     start_stop = distributed.split(slices, ctx.world_size)[ctx.rank]
     y, ig_s = slab(data, ig, *start_stop) if ctx.distributed else (data, ig)
     device = "cpu" if ctx.device.type == "cpu" else str(ctx.device)
-    A = experiments.make_projector(ig_s, y.geometry, backend, device)
-    x, _ = experiments.initial_reconstruction(A, y, backend, device)
+    A = forward.make_projector(ig_s, y.geometry, backend, device)
+    x, _ = forward.initial_reconstruction(A, y, backend, device)
     if method != "fbp":
         generative = method != "tv"
         if generative and start == "tv":
-            x = experiments.reconstruct("tv", A, y, start_lam, x0=x, iterations=iterations,
+            x = methods.reconstruct("tv", A, y, start_lam, x0=x, iterations=iterations,
                                         tv_per_slice=True)
         calls = list(callbacks or [])
         if generative:
@@ -166,7 +166,7 @@ def reconstruct_slab(method, data, ig, lam, generator=None, ctx=None, x0=None, i
                 options["device"] = device
             if latent_coupling > 0 and ctx.distributed:
                 calls.append(BoundaryExchange(ctx))
-        x = experiments.reconstruct(method, A, y, lam, generator, x0=x, iterations=iterations,
+        x = methods.reconstruct(method, A, y, lam, generator, x0=x, iterations=iterations,
                                     callbacks=calls, tv_per_slice=True,
                                     **(options if generative else {}))
     residual = (A.direct(x) - y).norm() ** 2

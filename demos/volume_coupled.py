@@ -24,7 +24,8 @@ import time
 
 import numpy as np
 
-from cil_genreg import RangeGenerativeRegulariser, SoftGenerativeRegulariser, experiments
+from cil_genreg import (RangeGenerativeRegulariser, SoftGenerativeRegulariser, forward, methods,
+                        metrics)
 from cil_genreg.datasets import shape_volumes
 from cil_genreg.z_tv import z_tv_pdhg
 
@@ -54,7 +55,7 @@ def parse_args(argv=None):
 
 def slice_psnr(x, truth):
     """PSNR (dB) of each slice."""
-    return [experiments.psnr(a, b) for a, b in zip(x, truth)]
+    return [metrics.psnr(a, b) for a, b in zip(x, truth)]
 
 
 def run_volume(truth_array, generator, args, rng):
@@ -63,17 +64,17 @@ def run_volume(truth_array, generator, args, rng):
     from cil.optimisation.functions import LeastSquares
 
     slices, size = truth_array.shape[0], truth_array.shape[-1]
-    ig, ag = experiments.make_geometry(size, args.angles, "parallel", slices=slices)
-    A = experiments.make_projector(ig, ag)
+    ig, ag = forward.make_geometry(size, args.angles, "parallel", slices=slices)
+    A = forward.make_projector(ig, ag)
     truth = ig.allocate(None)
     truth.fill(truth_array)
-    y, _ = experiments.add_noise(A.direct(truth), args.noise, rng)
+    y, _ = forward.add_noise(A.direct(truth), args.noise, rng)
     out = {}
     t0 = time.perf_counter()
-    x0, label = experiments.initial_reconstruction(A, y)
+    x0, label = forward.initial_reconstruction(A, y)
     out["fbp"] = (label, None, x0.as_array().copy(), time.perf_counter() - t0)
     t0 = time.perf_counter()
-    start = experiments.reconstruct("tv", A, y, args.tv_lam, x0=x0, iterations=args.iterations,
+    start = methods.reconstruct("tv", A, y, args.tv_lam, x0=x0, iterations=args.iterations,
                                     tv_per_slice=True)
     out["tv"] = ("TV (2D per slice)", args.tv_lam, start.as_array().copy(),
                  time.perf_counter() - t0)
@@ -112,7 +113,7 @@ def figure(truth, found, best_coupled, best_ztv, path, title, method="soft"):
     names = {"tv": "TV 2D per slice", "independent": f"{method}, independent slices",
              best_coupled: f"{method}, latent chain λ_z={found[best_coupled][1]:g}",
              best_ztv: f"{method} + TV along z, α_z={found[best_ztv][1]:g}"}
-    title += f"; {found['fbp'][0]} {experiments.psnr(found['fbp'][2], truth):.1f} dB"
+    title += f"; {found['fbp'][0]} {metrics.psnr(found['fbp'][2], truth):.1f} dB"
     row = int(np.argmax(truth.sum(axis=(0, 2))))
     sections = [("truth", truth)] + [(names[k], found[k][2]) for k in keys[1:]]
     fig = plt.figure(figsize=(11, 3.6))
@@ -140,7 +141,7 @@ def figure(truth, found, best_coupled, best_ztv, path, title, method="soft"):
 
 def main(argv=None):
     args = parse_args(argv)
-    generator = experiments.load_generator(args.model)
+    generator = methods.load_generator(args.model)
     volumes = shape_volumes(args.n, args.slices, generator.image_shape[-1], seed=args.seed)
     rng = np.random.default_rng(args.seed)
     rows, first = [], None
@@ -149,7 +150,7 @@ def main(argv=None):
         for key, (method, weight, x, seconds) in found.items():
             per_slice = slice_psnr(x, truth)
             rows.append({"volume": i, "key": key, "method": method, "weight": weight,
-                         "psnr": experiments.psnr(x, truth), "slice_psnr_std": float(np.std(per_slice)),
+                         "psnr": metrics.psnr(x, truth), "slice_psnr_std": float(np.std(per_slice)),
                          "z_flicker": float(np.abs(np.diff(x, axis=0)).mean()),
                          "z_error": float(np.abs(np.diff(x - truth, axis=0)).mean()),
                          "seconds": seconds})

@@ -99,7 +99,7 @@ def test_regulariser_with_zero_coupling_reproduces_slicewise_exactly(cls):
     G = ConvGenerator()
     ig = ImageGeometry(16, 16, 5)
     x = ig.allocate("random", seed=2)
-    kwargs = dict(max_iter=20, seed=0)
+    kwargs = dict(max_iteration=20, seed=0)
     a, b = cls(G, **kwargs), cls(G, latent_coupling=0.0, **kwargs)
     for _ in range(2):  # and the warm-started second call
         pa, pb = a.proximal(x, 0.5), b.proximal(x, 0.5)
@@ -112,8 +112,8 @@ def test_soft_prox_of_a_volume_with_coupling_matches_the_closed_form():
     ig = ImageGeometry(8, 8, 4)
     x = ig.allocate("random", seed=3)
     mu, tau, lam = 0.1, 0.4, 0.8
-    R = SoftGenerativeRegulariser(G, mu=mu, tol=1e-12, max_iter=500, latent_coupling=lam,
-                                  adaptive_tol=False)
+    R = SoftGenerativeRegulariser(G, mu=mu, tolerance=1e-12, max_iteration=500,
+                                  latent_coupling=lam, adaptive_tolerance=False)
     p = R.proximal(x, tau)
     v = torch.from_numpy(x.as_array())[:, None]
     z = chain_solution(G, v, 1.0 / (1.0 + 2.0 * tau), mu, lam)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cil_genreg import distributed, experiments, slabs
+from cil_genreg import distributed, forward, metrics, slabs
 from cil_genreg.commands import reconstruct as reconstruct_command
 from cil_genreg.cli import main as cli_main
 from slab_problem import OPTIONS, problem
@@ -34,7 +34,7 @@ def test_two_process_slabs_give_the_one_process_volume(tmp_path):
     two = np.load(out)
     assert int(two["world_size"]) == 2
     data, ig, generator = problem()
-    truth = experiments.make_geometry(28, 8, "parallel", slices=5)[0].allocate(None)
+    truth = forward.make_geometry(28, 8, "parallel", slices=5)[0].allocate(None)
     from cil_genreg.datasets import mnist
     truth.fill(mnist(split="test")[:5])
     for coupling in (0.0, 0.5):
@@ -46,7 +46,7 @@ def test_two_process_slabs_give_the_one_process_volume(tmp_path):
         # (rounding differs with the batch size); the chain: edge latents lag one iteration
         tol = 1e-2 if coupling == 0 else 0.1
         assert np.abs(one - other).max() < tol, (coupling, np.abs(one - other).max())
-        assert abs(experiments.psnr(one, truth) - experiments.psnr(other, truth)) < \
+        assert abs(metrics.psnr(one, truth) - metrics.psnr(other, truth)) < \
             (0.02 if coupling == 0 else 0.1)
 
 
@@ -79,14 +79,14 @@ def test_cli_reconstructs_a_3d_sinogram_slice_batched_in_one_process(tmp_path):
     out = tmp_path / "vol.npy"
     assert cli_main(["reconstruct", "--method", "fbp", "--data", str(sino), "--angles-deg", "8",
                      "--out", str(out), "--quiet"]) == 0
-    A = experiments.make_projector(ig, data.geometry)
-    fbp, _ = experiments.initial_reconstruction(A, data)
+    A = forward.make_projector(ig, data.geometry)
+    fbp, _ = forward.initial_reconstruction(A, data)
     assert np.allclose(np.load(out), fbp.as_array())
 
 
 def test_2d_data_under_torchrun_and_coupling_of_2d_data_are_refused(tmp_path, monkeypatch,
                                                                      capsys):
-    ig2, ag2 = experiments.make_geometry(28, 8)
+    ig2, ag2 = forward.make_geometry(28, 8)
     sino = tmp_path / "sino2d.npy"
     np.save(sino, np.zeros(ag2.shape, np.float32))
     args = ["reconstruct", "--method", "fbp", "--data", str(sino), "--angles-deg", "8",

@@ -45,7 +45,7 @@ def test_tv_along_z_flattens_a_volume_regularised_by_a_generator():
     y = ig.allocate("random", seed=1)
     jumps = []
     for alpha in (0.0, 5.0):
-        R = SoftGenerativeRegulariser(G, mu=0.1, max_iter=30)
+        R = SoftGenerativeRegulariser(G, mu=0.1, max_iteration=30)
         algo = z_tv_pdhg(IdentityOperator(ig), y, 0.5 * R, alpha, initial=y.copy(),
                          update_objective_interval=10_000)
         algo.run(60, verbose=0)

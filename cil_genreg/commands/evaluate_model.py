@@ -32,7 +32,7 @@ def run(args):
 
     from .. import models
     from ..evaluation import evaluate_model
-    from ..training import resolve_device
+    from ..latent import resolve_device
     from ._data import load_data
 
     if args.threads:

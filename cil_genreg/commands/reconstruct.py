@@ -19,9 +19,9 @@ import numpy as np
 NAME = "reconstruct"
 HELP = "reconstruct an image from a sinogram by FBP, TV or a generative regulariser"
 
-METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
-#: default λ per method (the middle of the demos' grids, tuned on MNIST at 5 % noise)
-DEFAULT_LAMBDA = {"tv": 2.0, "latent": 1.0, "range": 0.3, "soft": 60.0, "sparse": 30.0}
+from ..methods import METHODS, lambda_grids
+
+DEFAULT_LAMBDA = lambda_grids("default")
 
 
 def add_parser(subparsers):
@@ -39,7 +39,7 @@ def add_parser(subparsers):
                    help="N equispaced angles over the geometry's span (instead of --angles)")
     p.add_argument("--geometry", default="parallel", choices=("parallel", "limited", "fan"),
                    help="with --angles-deg: parallel (180°), limited (90°) or fan (360°; the "
-                   "fan of `cil_genreg.experiments.make_geometry`)")
+                   "fan of `cil_genreg.forward.make_geometry`)")
     p.add_argument("--panel", type=int, help="detector pixels (default: the sinogram's width)")
     p.add_argument("--image-size", type=int,
                    help="image side in pixels (default: the model's, else panel/√2)")
@@ -71,7 +71,7 @@ def add_parser(subparsers):
 def read_sinogram(args):
     """The data as AcquisitionData, and its ImageGeometry, from the options."""
     from cil.framework import ImageGeometry
-    from .. import experiments
+    from .. import forward
 
     path = args.data
     if not os.path.exists(path):
@@ -110,12 +110,12 @@ def read_sinogram(args):
     if args.angles is not None:
         angles = (np.loadtxt(args.angles) if args.angles.endswith(".txt")
                   else np.load(args.angles)).astype(np.float32).ravel()
-        ig, ag = experiments.make_geometry(size, len(angles), args.geometry, panel=panel,
-                                           slices=slices)
+        ig, ag = forward.make_geometry(size, len(angles), args.geometry, panel=panel,
+                                       slices=slices)
         ag.set_angles(angles)
     elif args.angles_deg is not None:
-        ig, ag = experiments.make_geometry(size, args.angles_deg, args.geometry, panel=panel,
-                                           slices=slices)
+        ig, ag = forward.make_geometry(size, args.angles_deg, args.geometry, panel=panel,
+                                       slices=slices)
         if args.geometry == "fan":
             ag.set_panel(panel)  # the file's panel, as given
     else:
@@ -131,7 +131,7 @@ def read_sinogram(args):
 
 def _default_size(args, panel):
     if args.method not in ("fbp", "tv"):
-        from ..experiments import load_generator
+        from ..methods import load_generator
         args._generator = load_generator(args.model)
         return int(args._generator.image_shape[-1])
     return int(math.floor(panel / math.sqrt(2)))
@@ -162,10 +162,8 @@ def write_image(image, path):
 
 
 def run(args):
-    from .. import experiments
+    from .. import distributed, forward, methods
     from ..parameter_choice import discrepancy_principle
-
-    from .. import distributed
 
     if args.out and not args.out.lower().endswith((".npy", ".tif", ".tiff", ".png")):
         raise ValueError(f"--out must end in .npy, .tif, .tiff or .png, got {args.out!r}")
@@ -177,8 +175,8 @@ def run(args):
                          "`cil-genreg reconstruct` without torchrun.")
     if args.latent_coupling:
         raise ValueError("--latent-coupling couples the slices of a volume: it needs 3D data.")
-    A = experiments.make_projector(ig, y.geometry, args.backend, args.device)
-    x0, label = experiments.initial_reconstruction(A, y, args.backend, args.device)
+    A = forward.make_projector(ig, y.geometry, args.backend, args.device)
+    x0, label = forward.initial_reconstruction(A, y, args.backend, args.device)
     if args.method == "fbp":
         image, lam = x0, None
         if label != "FBP":
@@ -187,7 +185,7 @@ def run(args):
         generator = None
         if args.method != "tv":
             generator = getattr(args, "_generator", None) or \
-                experiments.load_generator(args.model)
+                methods.load_generator(args.model)
         lams = args.lam or [DEFAULT_LAMBDA[args.method]]
         if len(lams) > 1 and args.sigma is None:
             raise ValueError("several --lam need --sigma (the noise level) to choose among them "
@@ -196,17 +194,17 @@ def run(args):
         if args.mu is not None and args.method in ("soft", "sparse"):
             opts["mu"] = args.mu
         if args.start == "tv" and args.method != "tv":
-            x0 = experiments.reconstruct("tv", A, y, args.start_lam, x0=x0,
-                                         iterations=args.iterations)
+            x0 = methods.reconstruct("tv", A, y, args.start_lam, x0=x0,
+                                     iterations=args.iterations)
         from tqdm.auto import tqdm
         bar = tqdm(total=len(lams) * args.iterations, desc=f"{args.method}",
                    disable=args.quiet)
 
         def solve(lam):
             bar.set_postfix(lam=lam)
-            return experiments.reconstruct(args.method, A, y, lam, generator, x0=x0,
-                                           iterations=args.iterations,
-                                           callbacks=[_TqdmCallback(bar)], **opts)
+            return methods.reconstruct(args.method, A, y, lam, generator, x0=x0,
+                                       iterations=args.iterations,
+                                       callbacks=[_TqdmCallback(bar)], **opts)
 
         if len(lams) == 1:
             lam, image = lams[0], solve(lams[0])
@@ -231,7 +229,7 @@ def _run_volume(args, y, ig):
     """A 3D parallel-beam sinogram: slice-batched in one process, slab-parallel under torchrun."""
     from tqdm.auto import tqdm
 
-    from .. import distributed, experiments, slabs
+    from .. import distributed, methods, slabs
 
     if args.out.lower().endswith(".png"):
         raise ValueError("a volume cannot be written as PNG: use --out VOLUME.npy or .tif")
@@ -245,7 +243,7 @@ def _run_volume(args, y, ig):
         generator = None
         if args.method not in ("fbp", "tv"):
             generator = getattr(args, "_generator", None) or \
-                experiments.load_generator(args.model)
+                methods.load_generator(args.model)
         lam = (args.lam or [DEFAULT_LAMBDA.get(args.method, 0.0)])[0]
         opts = {"mu": args.mu} if args.mu is not None and args.method in ("soft", "sparse") \
             else {}

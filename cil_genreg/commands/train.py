@@ -52,7 +52,8 @@ def run(args):
     import numpy as np
 
     from .. import distributed
-    from ..training import resolve_device, train
+    from ..latent import resolve_device
+    from ..training import train
     from ._data import load_data
 
     resolve_device(args.device)

@@ -11,5 +11,7 @@ from .volumes import shape_volumes
 from .fastmri import fastmri_knee
 from .image_folder import image_folder
 from ._common import as_images, resize
+from .held_out import held_out_digits, held_out_shapes
 
-__all__ = ["mnist", "shapes", "ellipses", "shape_volumes", "fastmri_knee", "image_folder", "as_images", "resize"]
+__all__ = ["mnist", "shapes", "ellipses", "fastmri_knee", "image_folder", "as_images", "resize",
+           "held_out_digits", "held_out_shapes", "shape_volumes"]

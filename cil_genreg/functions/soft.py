@@ -1,7 +1,7 @@
 r"""The soft generative regulariser: images close to the range of the generator."""
 import numbers
 
-from ..latent import LinearMisfit, SquaredMisfit
+from ..latent import NegatedInnerProduct, SquaredMisfit
 from .generative_regulariser import GenerativeRegulariser
 
 
@@ -142,5 +142,5 @@ class SoftGenerativeRegulariser(GenerativeRegulariser):
         """
         self._check_conjugate_mu()
         s = self._to_batch(x, "s")
-        sol = self._solve(LinearMisfit(), s, self.mu, key=self.CONJUGATE)
+        sol = self._solve(NegatedInnerProduct(), s, self.mu, key=self.CONJUGATE)
         return (0.25 * s.square().sum() - sol.objective.sum()).item()

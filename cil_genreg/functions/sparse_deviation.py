@@ -4,7 +4,7 @@ import numbers
 
 import torch
 
-from ..latent import HuberMisfit, LinearMisfit
+from ..latent import HuberMisfit, NegatedInnerProduct
 from .generative_regulariser import GenerativeRegulariser
 
 
@@ -162,5 +162,5 @@ class SparseDeviationGenerativeRegulariser(GenerativeRegulariser):
         s = self._to_batch(x, "s")
         if s.abs().max().item() > 1.0 + 1e-6:
             return math.inf
-        sol = self._solve(LinearMisfit(), s, self.mu, key=self.CONJUGATE)
+        sol = self._solve(NegatedInnerProduct(), s, self.mu, key=self.CONJUGATE)
         return -sol.objective.sum().item()

@@ -37,7 +37,7 @@ def resolve_device(device=None):
     return device
 
 
-class GeneratorSpec:
+class GeneratorAdapter:
     """A generator module with its latent dimension and image shape, on one device.
 
     The package's own models carry ``latent_dim`` and ``image_shape``; for a plain
@@ -56,9 +56,8 @@ class GeneratorSpec:
     threads : int or None
         CPU threads torch uses while this package runs the generator (restored afterwards);
         None leaves torch's setting. Default 1: a latent step is many small passes, where
-        the threads' synchronisation costs more than they save (measured on 2 cores, a
-        28x28 decoder's forward and backward pass took 2.6 ms with 1 thread and 160 ms with
-        2 while another process was busy).
+        the threads' synchronisation costs more than they save (benchmarks/README.md has the
+        timings).
 
     Raises
     ------
@@ -70,7 +69,7 @@ class GeneratorSpec:
     """
 
     def __init__(self, generator, latent_dim=None, device=None, threads=1):
-        if isinstance(generator, GeneratorSpec):
+        if isinstance(generator, GeneratorAdapter):
             latent_dim = latent_dim or generator.latent_dim
             generator = generator.module
         if threads is not None and int(threads) < 1:
@@ -160,3 +159,69 @@ def frozen(module):
     finally:
         for p in params:
             p.requires_grad_(True)
+
+
+def encode_mean(module, images):
+    """The encoder's code of ``images``: the mean of ``encode``'s ``(mu, logvar)`` (a VAE) or
+    its code (an AE), without gradients; None when the module has no encoder (a GAN).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        a generator, with or without an ``encode`` method.
+    images : torch.Tensor
+        (B, 1, H, W) on the module's device.
+
+    Returns
+    -------
+    torch.Tensor or None
+        (B, d).
+    """
+    encode = getattr(module, "encode", None)
+    if encode is None:
+        return None
+    with torch.no_grad():
+        code = encode(images)
+    return code[0] if isinstance(code, (tuple, list)) else code
+
+
+def jacobian_norm_squared(adapter, samples=4, iterations=10, seed=0):
+    r"""A lower estimate of :math:`\max_z \|J_G(z)\|_2^2`: power iteration on
+    :math:`J_G^T J_G` (``torch.func`` jvp and vjp) at :math:`z_0 = 0` and ``samples`` draws
+    :math:`z_k \sim N(0, I)`.
+
+    Parameters
+    ----------
+    adapter : GeneratorAdapter
+    samples : int
+        random latents besides :math:`z = 0`.
+    iterations : int
+        power iterations per latent.
+    seed : int
+        seeds the draws.
+
+    Returns
+    -------
+    float
+        the largest estimate (0 when :math:`G` is constant).
+    """
+    rng = torch.Generator().manual_seed(seed)
+    d = adapter.latent_dim
+    points = [torch.zeros(1, d)] + [torch.randn(1, d, generator=rng) for _ in range(samples)]
+    largest = 0.0
+    with frozen(adapter.module), adapter.threads():
+        for z in points:
+            z = z.to(adapter.device)
+            u = torch.randn(1, d, generator=rng).to(adapter.device)
+            u /= u.norm()
+            value = 0.0
+            for _ in range(iterations):
+                _, ju = torch.func.jvp(adapter.module, (z,), (u,))
+                _, vjp = torch.func.vjp(adapter.module, z)
+                (jtju,) = vjp(ju)
+                value = jtju.norm().item()
+                if value == 0.0:
+                    break
+                u = jtju / value
+            largest = max(largest, value)
+    return largest

@@ -1,0 +1,7 @@
+"""CIL operators of this package (one a file, as in ``cil.optimisation.operators``)."""
+from .._cil import require_cil
+
+require_cil()
+from .slice_wise_operator import SliceWiseOperator
+
+__all__ = ["SliceWiseOperator"]

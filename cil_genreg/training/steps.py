@@ -1,0 +1,160 @@
+"""One optimisation step per model kind, each ``step(trainer, x, step) -> loss`` on a batch
+``x`` (B, 1, H, W): the VAE's reparameterised loss with its KL warm-up, the autoencoder's
+reconstruction loss, and WGAN-GP's critic step (with its gradient penalty) and, every
+``n_critic`` steps, a generator step.
+"""
+import torch
+
+
+def kl_divergence(mu, logvar):
+    """``KL(N(mu, diag e^logvar) || N(0, I))`` per sample: ``1/2 sum(mu^2 + e^logvar - 1 - logvar)``.
+
+    Parameters
+    ----------
+    mu, logvar : torch.Tensor
+        (B, d), the posterior's mean and log-variance.
+
+    Returns
+    -------
+    torch.Tensor
+        (B,).
+    """
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+
+
+def gradient_penalty(critic, real, fake):
+    """``E (||grad_x D(x_hat)||_2 - 1)^2`` with ``x_hat = a real + (1 - a) fake``, ``a ~ U(0, 1)``.
+
+    Parameters
+    ----------
+    critic : torch.nn.Module
+        :math:`D`: (B, 1, H, W) -> (B,).
+    real, fake : torch.Tensor
+        batches (B, 1, H, W).
+
+    Returns
+    -------
+    torch.Tensor
+        a scalar, differentiable with respect to the critic's weights.
+    """
+    a = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
+
+
+def vae_step(trainer, x, step):
+    """One Adam step on ``||x - G(z)||^2 + beta_t KL`` with ``z = mu + sigma eps``.
+
+    Parameters
+    ----------
+    trainer : Trainer
+    x : torch.Tensor
+        the batch (B, 1, H, W).
+    step : int
+        the global step number (for the KL warm-up).
+
+    Returns
+    -------
+    torch.Tensor
+        the batch's mean loss.
+    """
+    warm = trainer.kl_warmup_epochs * trainer.steps_per_epoch
+    beta_t = trainer.beta * min(1.0, (step + 1) / warm) if warm > 0 else trainer.beta
+    # the whole global batch's noise on every rank, each keeping its rows: the same draws as
+    # in one process
+    eps = trainer.batch_noise(trainer.net.latent_dim)
+    return _descend(trainer, trainer.per_image_loss(x, eps, beta_t), x)
+
+
+def ae_step(trainer, x, step):
+    """One Adam step on ``||x - G(E(x))||^2``.
+
+    Parameters
+    ----------
+    trainer : Trainer
+    x : torch.Tensor
+        the batch (B, 1, H, W).
+    step : int
+        the global step number (unused: the loss has no schedule).
+
+    Returns
+    -------
+    torch.Tensor
+        the batch's mean loss.
+    """
+    return _descend(trainer, trainer.per_image_loss(x), x)
+
+
+def _descend(trainer, per_image, x):
+    """One Adam step on this rank's summed losses scaled by N/B (see
+    :func:`cil_genreg.distributed.loss_scale`: DDP's gradient average is then the gradient of
+    the global batch's mean); returns this rank's mean loss."""
+    loss = per_image.sum() * trainer.loss_scale
+    trainer.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    trainer.opt.step()
+    return per_image.detach().sum() / max(1, x.shape[0])
+
+
+class PerImageLoss(torch.nn.Module):
+    """The per-image loss of a VAE or AE as one ``forward`` (what DistributedDataParallel wraps:
+    its gradient hooks are armed by ``forward``, and ``encode`` is not one):
+    ``||x - G(mu + sigma eps)||^2 + beta KL`` (VAE, given ``eps``) or ``||x - G(E(x))||^2``
+    (AE).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        a VAE or Autoencoder.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, eps=None, beta=0.0):
+        if eps is None:
+            return (self.net(self.net.encode(x)) - x).pow(2).flatten(1).sum(1)
+        mu, logvar = self.net.encode(x)
+        z = mu + eps * (0.5 * logvar).exp()
+        return (self.net(z) - x).pow(2).flatten(1).sum(1) + beta * kl_divergence(mu, logvar)
+
+
+def wgan_gp_step(trainer, x, step):
+    """One critic step on ``D(G(z)) - D(x) + gp_weight * penalty`` and, every ``n_critic``
+    steps, one generator step on ``-D(G(z))``.
+
+    Parameters
+    ----------
+    trainer : Trainer
+    x : torch.Tensor
+        the batch of real images (B, 1, H, W).
+    step : int
+        the global step number.
+
+    Returns
+    -------
+    torch.Tensor
+        the critic's loss.
+    """
+    net, critic, opt, opt_c = trainer.net, trainer.critic, trainer.opt, trainer.opt_critic
+    z = torch.randn(x.shape[0], net.latent_dim, device=x.device)
+    with torch.no_grad():
+        fake = net(z)
+    loss = (critic(fake).mean() - critic(x).mean()
+            + trainer.gp_weight * gradient_penalty(critic, x, fake))
+    opt_c.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_c.step()
+    if (step + 1) % trainer.n_critic == 0:
+        z = torch.randn(x.shape[0], net.latent_dim, device=x.device)
+        g_loss = -critic(net(z)).mean()
+        opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt.step()
+    return loss
+
+
+#: the step function of each architecture
+STEPS = {"vae": vae_step, "ae": ae_step, "gan": wgan_gp_step}
