@@ -170,7 +170,7 @@ def main(argv=None):
                       "seconds": float(np.mean([r["seconds"] for r in rs]))})
     truth_flicker = float(np.mean([np.abs(np.diff(v, axis=0)).mean() for v in volumes]))
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"volume_coupled_{args.angles}")
+    stem = os.path.join(args.out, f"volume_coupled_{args.method}_{args.angles}")
     with open(stem + ".json", "w") as f:
         json.dump({"args": vars(args), "rows": rows, "table": table,
                    "truth_z_flicker": truth_flicker}, f, indent=1)

@@ -27,6 +27,14 @@ def test_two_processes_train_the_one_process_model(tmp_path):
         1e-5 * one.history[0]["loss"]
     assert info["world_size"] == 2
     assert models.read_metadata(tmp_path / "one.safetensors")["metadata"]["world_size"] == 1
+    # the data order does not depend on the number of processes: the 2-process run, resumed
+    # in one process, continues as the 1-process run does
+    longer = dict(OPTIONS, epochs=2)
+    a = train(data=images(), checkpoint=tmp_path / "one.safetensors", resume=True, **longer)
+    b = train(data=images(), checkpoint=path, resume=True, **longer)
+    for name, value in a.model.state_dict().items():
+        assert torch.allclose(value, b.model.state_dict()[name], rtol=0, atol=2e-5), name
+    assert models.read_metadata(path)["metadata"]["world_size"] == 1
 
 
 def test_documented_torchrun_command_line_reaches_the_train_options():

@@ -26,9 +26,9 @@ def test_volume_coupled_demo_writes_table_and_figure(tmp_path):
         ["--n", "1", "--slices", "3", "--angles", "6", "--iterations", "3", "--couplings", "1",
          "--alphas", "1", "--method", "range", "--lam", "1", "--out", str(out)])
     for ext in ("csv", "json", "png"):
-        assert (out / f"volume_coupled_6.{ext}").stat().st_size > 0
+        assert (out / f"volume_coupled_range_6.{ext}").stat().st_size > 0
     keys = [t["key"] for t in result["table"]]
     assert keys == ["fbp", "tv", "independent", "coupled 1", "z-TV 1"]
     assert all(math.isfinite(t["psnr"]) for t in result["table"])
-    saved = json.loads((out / "volume_coupled_6.json").read_text())
+    saved = json.loads((out / "volume_coupled_range_6.json").read_text())
     assert len(saved["rows"]) == 5 and saved["args"]["method"] == "range"
