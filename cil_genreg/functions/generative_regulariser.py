@@ -10,14 +10,12 @@ for the generator (a 2D image is a batch of one; a 3D volume of shape (slices, H
 of its slices, regularised slice by slice through the generator in one pass), checks them, runs
 the latent solver, and writes results back into CIL containers.
 """
-import numbers
-
-import numpy as np
 import torch
 from cil.optimisation.functions import Function
 
 from ..bridge import as_tensor, from_tensor
 from ..latent import LatentChain, LatentSolver, encode_mean
+from ..validation import check_image, check_non_negative, check_out, check_positive
 
 
 class GenerativeRegulariser(Function):
@@ -32,7 +30,9 @@ class GenerativeRegulariser(Function):
     ----------
     generator : torch.nn.Module
         :math:`G`, mapping a latent batch (B, d) to images (B, 1, H, W); e.g.
-        ``cil_genreg.models.pretrained("mnist-vae")``. It is put in eval mode.
+        ``cil_genreg.models.pretrained("mnist-vae")``. It runs in eval mode on ``device``;
+        the module passed is never changed (one in training mode or on another device is
+        copied, see :func:`cil_genreg.latent.generator.own_copy`).
     latent_dim : int, optional
         :math:`d`, for a module without a ``latent_dim`` attribute.
     geometry : ImageGeometry, optional
@@ -99,10 +99,7 @@ class GenerativeRegulariser(Function):
                  threads=1, latent_coupling=0.0, split_sum=None):
         super().__init__()
         self.split_sum = split_sum
-        if not isinstance(latent_coupling, numbers.Real) or not 0 <= latent_coupling < np.inf:
-            raise ValueError(f"latent_coupling must be a finite number >= 0, got "
-                             f"{latent_coupling!r}")
-        self.latent_coupling = float(latent_coupling)
+        self.latent_coupling = check_non_negative(latent_coupling, "latent_coupling")
         self._boundary = (None, None)
         self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser,
                                    max_iter=max_iteration, tol=tolerance, lr=lr,
@@ -180,7 +177,7 @@ class GenerativeRegulariser(Function):
         ends = []
         for name, b in (("before", before), ("after", after)):
             if b is not None:
-                b = torch.as_tensor(np.asarray(b, dtype=np.float32).reshape(-1))
+                b = torch.as_tensor(b, dtype=torch.float32).reshape(-1)
                 if b.numel() != d:
                     raise ValueError(f"the boundary latent {name!r} must have {d} entries (the "
                                      f"latent dimension), got {b.numel()}")
@@ -219,9 +216,7 @@ class GenerativeRegulariser(Function):
 
     # -- DataContainer <-> batch -----------------------------------------------------------
     def _to_batch(self, x, what="x", finite=True):
-        if not hasattr(x, "as_array"):
-            raise TypeError(f"{what} must be a CIL DataContainer (e.g. ImageData), got "
-                            f"{type(x).__name__}.")
+        check_image(x, what)
         if self.geometry is not None and getattr(x, "geometry", None) is not None \
                 and x.geometry != self.geometry:
             raise ValueError(f"{what} has geometry\n{x.geometry}\nbut this regulariser was "
@@ -234,6 +229,7 @@ class GenerativeRegulariser(Function):
         return t.reshape(-1, 1, *self.image_shape)
 
     def _to_container(self, t, like, out=None):
+        check_out(out, like)
         if out is None:
             geometry = getattr(like, "geometry", None)
             out = geometry.allocate(None) if geometry is not None else like.copy()
@@ -241,13 +237,7 @@ class GenerativeRegulariser(Function):
 
     @staticmethod
     def _check_tau(tau):
-        if not isinstance(tau, numbers.Real) and not (np.ndim(tau) == 0 and np.isreal(tau)):
-            raise TypeError(f"the step size tau must be a positive scalar, got "
-                            f"{type(tau).__name__}.")
-        tau = float(tau)
-        if not tau > 0 or not np.isfinite(tau):
-            raise ValueError(f"the step size tau must be positive and finite, got {tau}.")
-        return tau
+        return check_positive(tau, "the step size tau")
 
     def _initial_latent(self, target, key):
         """The encoder's latent for a target, when there is no warm start to use."""
