@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join("outputs", "volume_coupled"))
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run's outputs in --out")
     return p.parse_args(argv)
 
 
@@ -140,7 +142,13 @@ def figure(truth, found, best_coupled, best_ztv, path, title, method="soft"):
 
 
 def main(argv=None):
+    from cil_genreg.output_safety import check_output_files
+
     args = parse_args(argv)
+    stem = os.path.join(args.out, f"volume_coupled_{args.method}_{args.angles}")
+    check_output_files(args.out, [os.path.basename(stem) + ext
+                                  for ext in (".csv", ".json", ".png")],
+                       overwrite=args.overwrite)
     generator = methods.load_generator(args.model)
     volumes = shape_volumes(args.n, args.slices, generator.image_shape[-1], seed=args.seed)
     rng = np.random.default_rng(args.seed)
@@ -170,7 +178,6 @@ def main(argv=None):
                       "seconds": float(np.mean([r["seconds"] for r in rs]))})
     truth_flicker = float(np.mean([np.abs(np.diff(v, axis=0)).mean() for v in volumes]))
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"volume_coupled_{args.method}_{args.angles}")
     with open(stem + ".json", "w") as f:
         json.dump({"args": vars(args), "rows": rows, "table": table,
                    "truth_z_flicker": truth_flicker}, f, indent=1)

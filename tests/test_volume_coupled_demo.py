@@ -22,9 +22,10 @@ def test_shape_volumes_change_smoothly_along_z_and_are_seeded():
 
 def test_volume_coupled_demo_writes_table_and_figure(tmp_path):
     out = tmp_path / "out"
-    result = load_demo("volume_coupled").main(
-        ["--n", "1", "--slices", "3", "--angles", "6", "--iterations", "3", "--couplings", "1",
-         "--alphas", "1", "--method", "range", "--lam", "1", "--out", str(out)])
+    argv = ["--n", "1", "--slices", "3", "--angles", "6", "--iterations", "3", "--couplings", "1",
+            "--alphas", "1", "--method", "range", "--lam", "1", "--out", str(out)]
+    demo = load_demo("volume_coupled")
+    result = demo.main(argv)
     for ext in ("csv", "json", "png"):
         assert (out / f"volume_coupled_range_6.{ext}").stat().st_size > 0
     keys = [t["key"] for t in result["table"]]
@@ -32,3 +33,5 @@ def test_volume_coupled_demo_writes_table_and_figure(tmp_path):
     assert all(math.isfinite(t["psnr"]) for t in result["table"])
     saved = json.loads((out / "volume_coupled_range_6.json").read_text())
     assert len(saved["rows"]) == 5 and saved["args"]["method"] == "range"
+    with pytest.raises(FileExistsError, match="overwrite"):  # refused before any work
+        demo.main(argv)
