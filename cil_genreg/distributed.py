@@ -301,3 +301,28 @@ def wrap(ctx, module):
     from torch.nn.parallel import DistributedDataParallel
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids)
+
+
+def average_gradients(ctx, module):
+    """Replace each parameter's gradient by its mean over the ranks (an explicit all-reduce,
+    for steps DDP cannot wrap, such as WGAN-GP's double backward); a parameter without a
+    gradient on some rank counts as zero there. No-op in a world of one.
+
+    Parameters
+    ----------
+    ctx : Context
+    module : torch.nn.Module
+
+    Returns
+    -------
+    None
+    """
+    if not ctx.distributed:
+        return
+    for p in module.parameters():
+        if not p.requires_grad:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+        p.grad /= ctx.world_size

@@ -5,14 +5,22 @@ import torch
 from cil_genreg import models
 from cil_genreg.training import STATE_SUFFIX, train
 from test_slabs import torchrun, TESTS
-from train_problem import OPTIONS, images
+from train_problem import GAN_OPTIONS, OPTIONS, images
 
 
 def test_two_processes_train_the_one_process_model(tmp_path):
-    path = tmp_path / "two.safetensors"
-    torchrun(TESTS / "torchrun_train.py", path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.safetensors",
-                                                          "two.safetensors" + STATE_SUFFIX]
+    path, gan_path = tmp_path / "two.safetensors", tmp_path / "gan2.safetensors"
+    torchrun(TESTS / "torchrun_train.py", path, gan_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["two.safetensors", "two.safetensors" + STATE_SUFFIX,
+         "gan2.safetensors", "gan2.safetensors" + STATE_SUFFIX])
+    # the WGAN-GP (explicit gradient averaging): generator and critic as in one process
+    gan_one = train(data=images(), **GAN_OPTIONS)
+    gan_state = torch.load(str(gan_path) + STATE_SUFFIX, weights_only=True)
+    for mine, theirs in ((gan_one.model.state_dict(), gan_state["model"]),
+                         (gan_one.critic.state_dict(), gan_state["critic"])):
+        for name in mine:
+            assert torch.allclose(mine[name], theirs[name], rtol=0, atol=1e-5), name
     two = models.load(path)
     info = models.read_metadata(path)["metadata"]
     state = torch.load(str(path) + STATE_SUFFIX, weights_only=True)

@@ -8,3 +8,6 @@ def images():
     """21 shapes of 16 x 16 and 6 held out."""
     from cil_genreg.datasets import shapes
     return shapes(21, size=16, seed=3)
+
+#: the same for a WGAN-GP (a generator step after every critic step, so that both are tested)
+GAN_OPTIONS = dict(OPTIONS, model="gan", n_critic=1, lr=1e-3)

@@ -22,7 +22,7 @@ def kl_divergence(mu, logvar):
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
 
 
-def gradient_penalty(critic, real, fake):
+def gradient_penalty(critic, real, fake, mix=None, reduce=True):
     """``E (||grad_x D(x_hat)||_2 - 1)^2`` with ``x_hat = a real + (1 - a) fake``, ``a ~ U(0, 1)``.
 
     Parameters
@@ -31,16 +31,21 @@ def gradient_penalty(critic, real, fake):
         :math:`D`: (B, 1, H, W) -> (B,).
     real, fake : torch.Tensor
         batches (B, 1, H, W).
+    mix : torch.Tensor, optional
+        the (B, 1, 1, 1) weights ``a``; default drawn here.
+    reduce : bool
+        the mean (default), or the (B,) per-image penalties.
 
     Returns
     -------
     torch.Tensor
-        a scalar, differentiable with respect to the critic's weights.
+        a scalar (or (B,)), differentiable with respect to the critic's weights.
     """
-    a = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    a = torch.rand(real.shape[0], 1, 1, 1, device=real.device) if mix is None else mix
     x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
     grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
+    penalty = (grad.flatten(1).norm(dim=1) - 1.0).pow(2)
+    return penalty.mean() if reduce else penalty
 
 
 def vae_step(trainer, x, step):
@@ -139,21 +144,27 @@ def wgan_gp_step(trainer, x, step):
         the critic's loss.
     """
     net, critic, opt, opt_c = trainer.net, trainer.critic, trainer.opt, trainer.opt_critic
-    z = torch.randn(x.shape[0], net.latent_dim, device=x.device)
+    # noise for the whole global batch on every rank, each keeping its rows; under torchrun the
+    # gradients are averaged over the ranks explicitly (DDP does not split the penalty's double
+    # backward), with the losses scaled by N/B as in the other steps
+    z = trainer.batch_noise(net.latent_dim)
+    mix = trainer.batch_noise(1, uniform=True)[:, :, None, None]
     with torch.no_grad():
         fake = net(z)
-    loss = (critic(fake).mean() - critic(x).mean()
-            + trainer.gp_weight * gradient_penalty(critic, x, fake))
+    per_image = (critic(fake) - critic(x)
+                 + trainer.gp_weight * gradient_penalty(critic, x, fake, mix, reduce=False))
     opt_c.zero_grad(set_to_none=True)
-    loss.backward()
+    (per_image.sum() * trainer.loss_scale).backward()
+    trainer.average_gradients(critic)
     opt_c.step()
     if (step + 1) % trainer.n_critic == 0:
-        z = torch.randn(x.shape[0], net.latent_dim, device=x.device)
-        g_loss = -critic(net(z)).mean()
+        z = trainer.batch_noise(net.latent_dim)
+        g_loss = -critic(net(z)).sum() * trainer.loss_scale
         opt.zero_grad(set_to_none=True)
         g_loss.backward()
+        trainer.average_gradients(net)
         opt.step()
-    return loss
+    return per_image.detach().sum() / max(1, x.shape[0])
 
 
 #: the step function of each architecture

@@ -4,9 +4,11 @@ after each epoch; :func:`train` builds one from the options and runs it.
 
 **Many processes.** Under ``torchrun --nproc_per_node N`` (and ``--nnodes``) the VAE and AE
 train with DistributedDataParallel (:mod:`cil_genreg.distributed`: gloo on the CPU, nccl on
-GPUs): every step's global batch of ``batch_size`` images (the same seeded permutation on every
-rank) is dealt round-robin to the ranks, each rank's summed loss is scaled by N/B, and DDP's
-gradient average is then the one-process gradient; the VAE's noise is drawn for the whole
+GPUs), the WGAN-GP with the same all-reduce of the gradients done explicitly (DDP does not
+split its gradient penalty's double backward): every step's global batch of ``batch_size``
+images (the same seeded permutation on every rank) is dealt round-robin to the ranks, each
+rank's summed loss is scaled by N/B, and the gradient average is then the one-process
+gradient; the noise (the VAE's, the GAN's latents and penalty weights) is drawn for the whole
 batch on every rank and each keeps its rows. So N processes follow the one-process run (to
 rounding), whatever N, and a run may resume with another N. Only rank 0 writes the checkpoint
 (which records ``world_size``) and shows progress; the loss and the held-out PSNR are reduced
@@ -118,10 +120,6 @@ class Trainer:
                  checkpoint=None, progress=True, beta=0.05, kl_warmup_epochs=2.0, n_critic=5,
                  gp_weight=10.0, lr_final_fraction=0.05, ctx=None):
         self.ctx = ctx or distributed.Context(device=device)
-        if self.ctx.distributed and arch == "gan":
-            raise ValueError("training under torchrun with several processes takes --model vae "
-                             "or ae; train the GAN in one process (its critic's gradient "
-                             "penalty is a double backward that DDP does not split).")
         self.net, self.arch, self.x_all, self.device = net, arch, x_all, device
         self.n = int(x_all.shape[0])
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
@@ -151,9 +149,16 @@ class Trainer:
         global batch of B images."""
         return distributed.loss_scale(self.ctx, self._batch)
 
-    def batch_noise(self, dim):
-        """Standard normal noise (B, dim) for the whole global batch, this rank's rows of it."""
-        return torch.randn(self._batch, dim, device=self.device)[self._rows]
+    def batch_noise(self, dim, uniform=False):
+        """Noise (B, dim) for the whole global batch, standard normal (or U(0, 1)): this rank's
+        rows of it (every rank draws the same numbers, as one process would)."""
+        draw = torch.rand if uniform else torch.randn
+        return draw(self._batch, dim, device=self.device)[self._rows]
+
+    def average_gradients(self, module):
+        """Average ``module``'s gradients over the ranks (the GAN's steps; a no-op in one
+        process)."""
+        distributed.average_gradients(self.ctx, module)
 
     def _set_lr(self, step):
         lr = cosine_lr(step, self.total_steps, self.lr, self.lr_final_fraction)
@@ -332,8 +337,7 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     ------
     ValueError, TypeError
         for meaningless settings (``epochs``, ``batch_size``, ``latent_dim``, ``width`` or
-        ``threads`` below 1, ``lr`` not > 0, ``beta`` < 0, ...), constant data, or a GAN under
-        torchrun with several processes.
+        ``threads`` below 1, ``lr`` not > 0, ``beta`` < 0, ...) or constant data.
     FileExistsError
         when ``checkpoint`` exists without ``resume`` / ``overwrite``, or another training
         holds its lock (``checkpoint + ".lock"``, see
