@@ -97,3 +97,25 @@ def test_2d_data_under_torchrun_and_coupling_of_2d_data_are_refused(tmp_path, mo
     assert cli_main(args) == 1
     assert "no slices to split" in capsys.readouterr().err
     assert reconstruct_command.NAME == "reconstruct"
+
+
+def test_cli_reads_a_3d_nexus_volume_and_refuses_a_cone_beam_one(tmp_path, capsys):
+    from cil.framework import AcquisitionGeometry
+    from cil.io import NEXUSDataWriter
+    data, ig, _ = problem()
+    path = tmp_path / "vol.nxs"
+    NEXUSDataWriter(data=data, file_name=str(path)).write()
+    out = tmp_path / "vol.npy"
+    assert cli_main(["reconstruct", "--method", "fbp", "--data", str(path), "--image-size", "28",
+                     "--out", str(out), "--quiet"]) == 0
+    A = forward.make_projector(ig, data.geometry)
+    assert np.allclose(np.load(out), forward.initial_reconstruction(A, data)[0].as_array(),
+                       atol=1e-5)
+    cone = AcquisitionGeometry.create_Cone3D(source_position=[0, -100, 0],
+                                             detector_position=[0, 100, 0])
+    cone.set_angles(np.linspace(0, 360, 8, endpoint=False)).set_panel([41, 5])
+    cone_path = tmp_path / "cone.nxs"
+    NEXUSDataWriter(data=cone.allocate(1.0), file_name=str(cone_path)).write()
+    assert cli_main(["reconstruct", "--method", "fbp", "--data", str(cone_path), "--image-size",
+                     "28", "--out", str(tmp_path / "c.npy"), "--quiet"]) == 1
+    assert "cone-beam acquisition" in capsys.readouterr().err
