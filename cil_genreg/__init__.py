@@ -21,8 +21,10 @@ from .functions import (  # noqa: E402
     SoftGenerativeRegulariser,
     SparseDeviationGenerativeRegulariser,
     LatentLeastSquares,
+    PatchGenerativeRegulariser,
 )
 from .generator_operator import GeneratorOperator  # noqa: E402
+from .patch_operator import PatchOperator  # noqa: E402
 from .bridge import as_tensor, from_tensor, CILOperatorFunction, cil_operator_to_torch  # noqa: E402
 from . import datasets, models  # noqa: E402
 
@@ -35,6 +37,8 @@ __all__ = [
     "SparseDeviationGenerativeRegulariser",
     "LatentLeastSquares",
     "GeneratorOperator",
+    "PatchGenerativeRegulariser",
+    "PatchOperator",
     "as_tensor",
     "from_tensor",
     "CILOperatorFunction",
