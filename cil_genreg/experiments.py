@@ -22,17 +22,24 @@ import numpy as np
 from . import SoftGenerativeRegulariser, RangeGenerativeRegulariser, \
     SparseDeviationGenerativeRegulariser, LatentLeastSquares
 from .bridge import as_tensor
+from .functions.patch import patch_prior_for
 from .parameter_choice import discrepancy_principle
 
 GEOMETRIES = ("parallel", "limited", "fan")
 METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
+#: methods a demo runs when asked (``--methods ... hybrid``): TV + soft in one PDHG
+EXTRA_METHODS = ("hybrid",)
+ALL_METHODS = METHODS + EXTRA_METHODS
 LABELS = {"fbp": "FBP", "tv": "TV", "latent": "range (latent)", "range": "range",
-          "soft": "soft", "sparse": "sparse deviations"}
+          "soft": "soft", "sparse": "sparse deviations", "hybrid": "TV + soft"}
 # λ grids per method (5 values each, as for TV in the reference measurements)
 LAMBDAS = {"tv": (0.3, 1.0, 2.0, 4.0, 8.0), "latent": (0.1, 0.3, 1.0, 3.0, 10.0),
            "range": (0.03, 0.1, 0.3, 1.0, 3.0), "soft": (10.0, 30.0, 60.0, 100.0, 200.0),
-           "sparse": (1.0, 3.0, 10.0, 30.0, 100.0)}
-MU = {"soft": 1e-3, "sparse": 1e-2}
+           "sparse": (1.0, 3.0, 10.0, 30.0, 100.0), "hybrid": (3.0, 10.0, 30.0)}
+MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
+#: the hybrid's TV weight, as a fraction of the λ the discrepancy principle chose for TV alone
+#: on the same data (its λ grid is that of the generative part)
+HYBRID_TV_FRACTION = 0.5
 #: how the figures name each forward problem
 GEOMETRY_TITLES = {"parallel": "parallel beam (180°)", "limited": "limited angle (90°)",
                    "fan": "fan beam (360°)"}
@@ -41,7 +48,7 @@ STARTS = ("fbp", "tv")
 
 
 # -- the forward problem ---------------------------------------------------------------------
-def make_geometry(size, angles, geometry="parallel", panel=None, slices=None):
+def make_geometry(size, angles, geometry="parallel", panel=None, slices=None, limited_span=90):
     """ImageGeometry and AcquisitionGeometry of a 2D sparse-angle problem (or, with ``slices``,
     of a 3D parallel-beam volume of ``slices`` such problems stacked vertically).
 
@@ -57,6 +64,8 @@ def make_geometry(size, angles, geometry="parallel", panel=None, slices=None):
         detector pixels; default the smallest odd number :math:`\\ge \\sqrt{2}\\,n` (the
         image's diagonal, with a central pixel: 41 for 28×28, 91 for 64×64), magnified for
         the fan beam.
+    limited_span : float
+        the angular range of ``limited`` in degrees.
     slices : int, optional
         a 3D volume (slices, size, size) under a 3D parallel beam (``parallel`` or ``limited``
         only: a stack of fan beams is not a cone beam); the data are (vertical, angle,
@@ -71,7 +80,7 @@ def make_geometry(size, angles, geometry="parallel", panel=None, slices=None):
             raise ValueError("a volume takes geometry 'parallel' or 'limited' (a stack of fan "
                              "beams is not a cone beam).")
         ig = ImageGeometry(voxel_num_x=size, voxel_num_y=size, voxel_num_z=int(slices))
-        span = 180 if geometry == "parallel" else 90
+        span = 180 if geometry == "parallel" else limited_span
         ag = AcquisitionGeometry.create_Parallel3D().set_angles(
             np.linspace(0, span, angles, endpoint=False)).set_panel([panel, int(slices)])
         ag.set_labels(["vertical", "angle", "horizontal"])
@@ -85,7 +94,7 @@ def make_geometry(size, angles, geometry="parallel", panel=None, slices=None):
         ag.set_angles(np.linspace(0, 360, angles, endpoint=False))
         ag.set_panel(int(math.ceil(panel * magnification)))
     else:
-        span = 180 if geometry == "parallel" else 90
+        span = 180 if geometry == "parallel" else limited_span
         ag = AcquisitionGeometry.create_Parallel2D().set_angles(
             np.linspace(0, span, angles, endpoint=False)).set_panel(panel)
     return ig, ag
@@ -276,7 +285,7 @@ def _arr(x):
 
 # -- the methods ----------------------------------------------------------------------------
 def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=None,
-                callbacks=None, tv_per_slice=False, **solver_options):
+                callbacks=None, tv_per_slice=False, lam_tv=None, **solver_options):
     """One reconstruction by ``method`` (see :data:`METHODS`) with weight ``lam``.
 
     Parameters
@@ -292,14 +301,24 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     mu : float, the latent weight of soft / sparse (default :data:`MU`).
     callbacks : list, CIL callbacks (e.g. a progress bar).
     tv_per_slice : bool, for a volume: 2D TV of each slice instead of 3D TV.
+    lam_tv : float, the TV weight of "hybrid" (``lam`` is its generative weight).
+
+    A generator of images smaller than the reconstruction (a patch model) regularises it
+    through the tiles of a :class:`~cil_genreg.PatchGenerativeRegulariser` (soft, sparse,
+    range, hybrid).
     """
     from cil.optimisation.algorithms import FISTA
     from cil.optimisation.functions import L2NormSquared, LeastSquares, TotalVariation
-    if method not in METHODS or method == "fbp":
-        raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}")
+    if method not in ALL_METHODS or method == "fbp":
+        raise ValueError(f"method must be one of {ALL_METHODS[1:]}, got {method!r}")
     if method != "tv" and generator is None:
         raise ValueError(f"method {method!r} needs a generator")
     ig = A.domain_geometry()
+    if method == "hybrid":
+        from .hybrid import hybrid_reconstruction
+        return hybrid_reconstruction(A, y, lam_tv, lam, generator, x0=x0, iterations=iterations,
+                                     mu=MU["hybrid"] if mu is None else mu, callbacks=callbacks,
+                                     **solver_options)
     if method == "latent":
         f = LatentLeastSquares(A, generator, y, **solver_options)
         algo = FISTA(initial=_encoded(generator, x0, f), f=f, g=lam * L2NormSquared(),
@@ -319,6 +338,8 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
                                                  **solver_options)
     else:
         g = RangeGenerativeRegulariser(generator, **solver_options)
+    if method != "tv":
+        g = patch_prior_for(g, ig)
     algo = FISTA(initial=x0 if x0 is not None else ig.allocate(0), f=LeastSquares(A, y),
                  g=lam * g, update_objective_interval=iterations)
     algo.run(iterations, verbose=0, callbacks=callbacks)
@@ -344,7 +365,7 @@ def _encoded(generator, x0, f):
 
 def compare(images, generator, angles=10, geometry="parallel", noise=0.05, methods=METHODS,
             lambdas=None, iterations=100, backend="astra", device="cpu", seed=0,
-            progress=True, mu=None, tv_per_slice=False, start_from="tv"):
+            progress=True, mu=None, tv_per_slice=False, start_from="tv", limited_span=90):
     """Reconstruct each image by each method over its λ grid; keep, per method, the λ of the
     discrepancy principle and the best λ against the ground truth.
 
@@ -369,13 +390,14 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     lambdas = dict(LAMBDAS, **(lambdas or {}))
     if start_from not in STARTS:
         raise ValueError(f"start_from must be one of {STARTS}, got {start_from!r}")
-    order = {m: i for i, m in enumerate(METHODS)}
+    order = {m: i for i, m in enumerate(ALL_METHODS)}
     methods = sorted(methods, key=lambda m: order.get(m, 99))  # fbp, tv first
     rng = np.random.default_rng(seed)
     images = np.asarray(images)
     size = images.shape[-1]
     ig, ag = make_geometry(size, angles, geometry,
-                           slices=images.shape[1] if images.ndim == 4 else None)
+                           slices=images.shape[1] if images.ndim == 4 else None,
+                           limited_span=limited_span)
     A = make_projector(ig, ag, backend, device)
     gen_opts = {} if device == "cpu" else {"device": device}
     mu = dict(MU, **(mu or {}))
@@ -401,11 +423,15 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
                     iterations=iterations, tv_per_slice=tv_per_slice)
             found = {}
 
-            def run(lam, method=method):
+            tv_lam = recons["tv"][1] if "tv" in recons else \
+                lambdas["tv"][len(lambdas["tv"]) // 2]
+            extra = {"lam_tv": HYBRID_TV_FRACTION * tv_lam} if method == "hybrid" else {}
+
+            def run(lam, method=method, extra=extra):
                 x = reconstruct(method, A, y, lam, generator,
                                 x0=x0 if method == "tv" else start, iterations=iterations,
                                 mu=mu.get(method), tv_per_slice=tv_per_slice,
-                                **(gen_opts if method != "tv" else {}))
+                                **extra, **(gen_opts if method != "tv" else {}))
                 found[lam] = x
                 bar.update()
                 return x
@@ -458,7 +484,7 @@ def summarise(rows):
     groups = {}
     for r in rows:
         groups.setdefault((r["geometry"], r["angles"], r["method"], r["choice"]), []).append(r)
-    order = {m: i for i, m in enumerate(("fbp", "cgls") + METHODS[1:])}
+    order = {m: i for i, m in enumerate(("fbp", "cgls") + ALL_METHODS[1:])}
     choices = {c: i for i, c in enumerate(CHOICES)}
     keys = sorted(groups, key=lambda k: (str(k[0]), k[1], order.get(k[2], 99),
                                          choices.get(k[3], 99)))
@@ -511,7 +537,8 @@ def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05
 def run_comparison(images, generator, name, angles=(10, 30), geometries=("parallel",),
                    noise=0.05, iterations=100, methods=METHODS, lambdas=None, out="outputs",
                    backend="astra", device="cpu", seed=0, progress=True, echo=print,
-                   meta=None, targets=None, title=None, mu=None, start_from="tv"):
+                   meta=None, targets=None, title=None, mu=None, start_from="tv",
+                   limited_span=90):
     """:func:`compare` for each geometry and angle count, with the outputs: tables
     (``NAME_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in ``out``;
     the tables and soft's margin over TV are printed (``targets``: angles → dB soft should
@@ -523,12 +550,12 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
             results = compare(images, generator, angles=count, geometry=geometry, noise=noise,
                               methods=methods, lambdas=lambdas, iterations=iterations,
                               backend=backend, device=device, seed=seed, progress=progress,
-                              mu=mu, start_from=start_from)
+                              mu=mu, start_from=start_from, limited_span=limited_span)
             stem = f"{name}_{geometry}_{count}"
             save_results(results, out, stem)
+            where = GEOMETRY_TITLES.get(geometry, geometry).replace("90°", f"{limited_span:g}°")
             talk_figure(results["examples"], os.path.join(out, stem + ".png"),
-                        f"{label}, {GEOMETRY_TITLES.get(geometry, geometry)}, {count} angles, "
-                        f"{100 * noise:g}% noise")
+                        f"{label}, {where}, {count} angles, {100 * noise:g}% noise")
             echo(f"\n{len(images)} held-out {label} images, {geometry}, {count} angles:")
             echo(format_table(results["summary"]))
             margin = soft_over_tv(results["summary"])
@@ -570,7 +597,9 @@ def demo_parser(description, n, out, model, angles=(10, 30), geometries=GEOMETRI
     p.add_argument("--noise", type=float, default=0.05,
                    help="Gaussian noise σ as a fraction of the sinogram maximum")
     p.add_argument("--iterations", type=int, default=100, help="FISTA iterations per method")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=ALL_METHODS,
+                   help="hybrid: TV + soft in one PDHG, TV's weight half the λ the "
+                   "discrepancy principle chose for TV alone")
     p.add_argument("--model", default=model,
                    help="a shipped model name or a checkpoint written by `cil-genreg train`")
     p.add_argument("--lambdas", type=json.loads, default=None,
@@ -688,7 +717,7 @@ def talk_figure(examples, path, title=""):
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     truth = examples["truth"]
-    order = ["fbp"] + [m + "*" for m in METHODS[1:] if m + "*" in examples["recons"]]
+    order = ["fbp"] + [m + "*" for m in ALL_METHODS[1:] if m + "*" in examples["recons"]]
     panels = [("Ground truth", truth, "gray"), ("Data", examples["data"], "viridis")]
     for key in order:
         if key in examples["recons"]:

@@ -26,16 +26,20 @@ def problem(size=12, angles=6, seed=0):
     return A, y
 
 
-def test_zero_generative_weight_is_cils_tv_pdhg():
+def test_zero_generative_weight_is_cils_tv_pdhg_and_the_steps_are_the_diagonal_ones():
     A, y = problem()
     R = SoftGenerativeRegulariser(LinearGenerator(image_shape=(12, 12)))
     mine = hybrid_pdhg(A, y, R, lambda_tv=0.5, lambda_g=0.0)
     ig = A.domain_geometry()
     cil = PDHG(f=BlockFunction(L2NormSquared(b=y), 0.5 * MixedL21Norm()), g=ZeroFunction(),
-               operator=BlockOperator(A, GradientOperator(ig)), update_objective_interval=10 ** 9)
+               operator=BlockOperator(A, GradientOperator(ig)), sigma=mine.sigma, tau=mine.tau,
+               update_objective_interval=10 ** 9)
     mine.run(30, verbose=0)
     cil.run(30, verbose=0)
     np.testing.assert_array_equal(mine.solution.as_array(), cil.solution.as_array())
+    ones = A.range_geometry().allocate(1.0)
+    np.testing.assert_allclose(mine.tau.as_array(), 1 / (A.adjoint(ones).as_array() + 4), rtol=1e-5)
+    assert mine.sigma.get_item(1) == 0.5
 
 
 def matrix_of(op):

@@ -27,6 +27,24 @@ def default_offsets(patch_size):
                                (3 * p // 4, p // 4)]))
 
 
+def patch_prior_for(regulariser, geometry):
+    """The regulariser itself when its generator makes images of ``geometry``'s size (or of its
+    slices), else its patch prior on that geometry (a generator of smaller, square images).
+
+    Parameters
+    ----------
+    regulariser : GenerativeRegulariser
+    geometry : ImageGeometry
+
+    Returns
+    -------
+    GenerativeRegulariser or PatchGenerativeRegulariser
+    """
+    if tuple(geometry.shape[-2:]) == tuple(regulariser.image_shape):
+        return regulariser
+    return PatchGenerativeRegulariser(regulariser)
+
+
 class PatchGenerativeRegulariser(Function):
     r"""A generative regulariser on the non-overlapping :math:`p \times p` tiles of an image,
 
