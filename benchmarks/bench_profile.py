@@ -102,7 +102,7 @@ def reconstruction(G, A, y, lam, mu, iterations, norm_A2, inner_max_iter):
     from cil_genreg import SoftGenerativeRegulariser
     f = LeastSquares(A, y)
     f.L = 2.0 * norm_A2
-    R = SoftGenerativeRegulariser(G, mu=mu, max_iter=inner_max_iter)
+    R = SoftGenerativeRegulariser(G, mu=mu, max_iteration=inner_max_iter)
     algo = FISTA(initial=A.domain_geometry().allocate(0), f=f, g=lam * R,
                  update_objective_interval=0)
     return algo, R, f
@@ -140,7 +140,7 @@ def run(args):
     info = common.machine_info()
     common.print_machine(info)
     G, model_desc = common.load_generator(args.model)
-    images, data_desc = common.load_digits(args.digit + 1, args.data)
+    images, data_desc = common.load_digits(args.digit + 1)
     ig, A, x_true, y = common.ct_problem(images[args.digit], args.angles, args.noise,
                                          seed=args.seed)
     norm_A2 = A.norm() ** 2
@@ -232,7 +232,6 @@ def parser():
     p.add_argument("--mu", type=float, default=0.01)
     p.add_argument("--inner-max-iter", type=int, default=50)
     p.add_argument("--top", type=int, default=15)
-    p.add_argument("--data", default="auto", choices=("auto", "package", "tgz"))
     p.add_argument("--quick", action="store_true", help="tiny configuration (smoke test)")
     common.common_arguments(p, "bench_profile")
     return p

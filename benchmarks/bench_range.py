@@ -99,7 +99,6 @@ def ours_latent(G, A, y, x_true, alpha, iterations, start="zeros"):
     from cil.optimisation.algorithms import FISTA
     from cil.optimisation.functions import L2NormSquared
     from cil_genreg import LatentLeastSquares
-    from cil_genreg.experiments import _encoded
     f = LatentLeastSquares(A, G, y)
     t = time.perf_counter()
     L = f.L  # estimated once (power iterations through G and A), reported apart
@@ -107,7 +106,7 @@ def ours_latent(G, A, y, x_true, alpha, iterations, start="zeros"):
     g = alpha * L2NormSquared()
     trace = LatentTrace(x_true, f)
     trace.start()
-    z0 = (_encoded(G, common.fbp_start(A, y), f) if start == "fbp" else
+    z0 = (f.generator_operator.encode(common.fbp_start(A, y)) if start == "fbp" else
           f.latent_geometry.allocate(0))
     algo = FISTA(initial=z0, f=f, g=g, update_objective_interval=0)
     algo.run(iterations, callbacks=[trace], verbose=0)
@@ -123,7 +122,7 @@ def ours_range(G, A, y, x_true, alpha, iterations, norm_A2, inner_max_iter=50, s
     from cil_genreg import RangeGenerativeRegulariser
     f = LeastSquares(A, y)
     f.L = 2.0 * norm_A2
-    R = RangeGenerativeRegulariser(G, max_iter=inner_max_iter)
+    R = RangeGenerativeRegulariser(G, max_iteration=inner_max_iter)
     trace = common.TraceCallback(x_true)
     trace.start()
     x0 = common.fbp_start(A, y) if start == "fbp" else A.domain_geometry().allocate(0)
@@ -185,22 +184,8 @@ def run(args):
     print(f"  CSGM: mean final PSNR {summary['csgm_final_psnr_mean']:.2f} dB, mean time "
           f"{summary['csgm_time_mean']:.2f} s")
     for m in methods:
-        ratios = [r[m]["ratio"] for r in rows]
-        reached = [x for x in ratios if x is not None]
-        s = summary[m] = {
-            "final_psnr_mean": float(np.mean([r[m]["final_psnr"] for r in rows])),
-            "time_mean": float(np.mean([r[m]["time"] for r in rows])),
-            "reached": f"{len(reached)}/{len(rows)}",
-            "ratio_geomean": common.geomean(ratios),
-            "ratio_median": float(np.median(reached)) if reached else None,
-            "ratio_min": min(reached) if reached else None,
-            "oracle_ratio_geomean": common.geomean([r[m]["oracle_ratio"] for r in rows])}
-        print(f"  ours[{m}]: mean final PSNR {s['final_psnr_mean']:.2f} dB, mean time "
-              f"{s['time_mean']:.2f} s, reached {s['reached']}, ratio geomean "
-              f"x{common.fmt(s['ratio_geomean'], '.1f')} (median x"
-              f"{common.fmt(s['ratio_median'], '.1f')}, min x{common.fmt(s['ratio_min'], '.1f')}"
-              f"), oracle x{common.fmt(s['oracle_ratio_geomean'], '.1f')}  "
-              f"[target >= 10x: {'met' if (s['ratio_geomean'] or 0) >= 10 else 'NOT met'}]")
+        summary[m] = common.ratio_summary(rows, m)
+        common.print_ratio_summary(f"ours[{m}]", summary[m])
     info["loadavg_after"] = common.loadavg()
     result = {"benchmark": "bench_range", "machine": info, "model": model_desc,
               "data": data_desc, "config": vars(args), "summary": summary, "digits": rows}
@@ -227,7 +212,6 @@ def parser():
                    help="'reaching' the reference's final PSNR means coming within this many dB "
                         "(both methods converge to the same point; without it the last 0.01 dB "
                         "decides)")
-    p.add_argument("--data", default="auto", choices=("auto", "package", "tgz"))
     p.add_argument("--quick", action="store_true", help="tiny configuration (smoke test)")
     common.common_arguments(p, "bench_range")
     return p

@@ -136,7 +136,7 @@ def ours(G, A, y, x_true, lam, mu, iterations, norm_A2, init="auto", inner_max_i
     f = LeastSquares(A, y)
     f.L = 2.0 * norm_A2  # ||A|| computed once, outside the timing, for both methods
     R = SoftGenerativeRegulariser(G, mu=mu, init="auto" if init == "fbp" else init,
-                                  max_iter=inner_max_iter, tol=inner_tol)
+                                  max_iteration=inner_max_iter, tolerance=inner_tol)
     trace = common.TraceCallback(x_true)
     trace.start()
     x0 = common.fbp_start(A, y) if init == "fbp" else A.domain_geometry().allocate(0)
@@ -201,30 +201,13 @@ def run(args):
                                                            for r in rows])),
                "reference_time_mean": float(np.mean([r["reference"]["time"] for r in rows]))}
     for v in variants:
-        key = f"ours_{v}"
-        ratios = [r[key]["ratio"] for r in rows]
-        reached = [x for x in ratios if x is not None]
-        summary[key] = {
-            "final_psnr_mean": float(np.mean([r[key]["final_psnr"] for r in rows])),
-            "time_mean": float(np.mean([r[key]["time"] for r in rows])),
-            "reached": f"{len(reached)}/{len(rows)}",
-            "ratio_geomean": common.geomean(ratios),
-            "ratio_median": float(np.median(reached)) if reached else None,
-            "ratio_min": min(reached) if reached else None,
-            "oracle_ratio_geomean": common.geomean([r[key]["oracle_ratio"] for r in rows]),
-        }
+        summary[f"ours_{v}"] = common.ratio_summary(rows, f"ours_{v}")
     print("\nsummary (ratio = reference_time / our time to the reference's final PSNR; "
           "geometric mean over the digits that reached it):")
     print(f"  reference PALM: mean final PSNR {summary['reference_final_psnr_mean']:.2f} dB, "
           f"mean time {summary['reference_time_mean']:.2f} s")
     for v in variants:
-        s = summary[f"ours_{v}"]
-        print(f"  ours[init={v}]: mean final PSNR {s['final_psnr_mean']:.2f} dB, mean time "
-              f"{s['time_mean']:.2f} s, reached {s['reached']}, ratio geomean "
-              f"x{common.fmt(s['ratio_geomean'], '.1f')} (median x"
-              f"{common.fmt(s['ratio_median'], '.1f')}, min x{common.fmt(s['ratio_min'], '.1f')}"
-              f"), oracle x{common.fmt(s['oracle_ratio_geomean'], '.1f')}  "
-              f"[target >= 10x: {'met' if (s['ratio_geomean'] or 0) >= 10 else 'NOT met'}]")
+        common.print_ratio_summary(f"ours[init={v}]", summary[f"ours_{v}"])
     info["loadavg_after"] = common.loadavg()
     for r in rows:  # keep the JSON readable: traces only for the first digit
         if r["digit"] > 0:
@@ -256,7 +239,6 @@ def parser():
                    help="'reaching' the reference's final PSNR means coming within this many dB "
                         "(both methods converge to the same point; without it the last 0.01 dB "
                         "decides)")
-    p.add_argument("--data", default="auto", choices=("auto", "package", "tgz"))
     p.add_argument("--quick", action="store_true",
                    help="tiny configuration for the smoke test (few iterations)")
     common.common_arguments(p, "bench_soft")

@@ -31,7 +31,7 @@ def setup(args):
     from cil.framework import ImageGeometry
     common.apply_threads(args)
     G, model_desc = common.load_generator(args.model)
-    images, data_desc = common.load_digits(args.slices, args.data)
+    images, data_desc = common.load_digits(args.slices)
     rng = np.random.default_rng(args.seed)
     noisy = (images + args.noise * rng.standard_normal(images.shape)).astype(np.float32)
     ig3 = ImageGeometry(voxel_num_x=28, voxel_num_y=28, voxel_num_z=len(images))
@@ -48,8 +48,8 @@ def setup(args):
 
 def regulariser(G, args):
     from cil_genreg import SoftGenerativeRegulariser
-    return SoftGenerativeRegulariser(G, mu=args.mu, max_iter=args.inner_max_iter,
-                                     tol=args.inner_tol)
+    return SoftGenerativeRegulariser(G, mu=args.mu, max_iteration=args.inner_max_iter,
+                                     tolerance=args.inner_tol)
 
 
 def batched(G, vol, args):
@@ -168,7 +168,6 @@ def parser():
     p.add_argument("--inner-max-iter", type=int, default=50)
     p.add_argument("--inner-tol", type=float, default=1e-6)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--data", default="auto", choices=("auto", "package", "tgz"))
     p.add_argument("--quick", action="store_true", help="tiny configuration (smoke test)")
     p.add_argument("--skip-memory", action="store_true",
                    help="no subprocesses measuring peak memory")

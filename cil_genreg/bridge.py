@@ -5,6 +5,9 @@ either way. :class:`CILOperatorFunction` runs a CIL linear operator inside a tor
 forward is ``A.direct``, backward is ``A.adjoint`` (the vector–Jacobian product of a linear
 map), so ``torch.autograd`` differentiates through ASTRA or TIGRE projectors.
 """
+from ._cil import require_cil
+
+require_cil()
 import numpy as np
 import torch
 

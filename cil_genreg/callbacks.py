@@ -4,6 +4,8 @@ import time
 import numpy as np
 from cil.optimisation.utilities.callbacks import Callback
 
+from .metrics import psnr
+
 
 def _regulariser_of(function):
     while hasattr(function, "function") and not hasattr(function, "solver"):
@@ -63,8 +65,7 @@ class LatentSolverCallback(Callback):
                   "latent_seconds": now["seconds"] - self._last["seconds"],
                   "seconds": time.perf_counter() - self._start}
         if self.truth is not None:
-            mse = np.mean((algorithm.solution.as_array() - self.truth) ** 2)
-            record["psnr"] = float(10 * np.log10(self.data_range ** 2 / max(mse, 1e-30)))
+            record["psnr"] = psnr(algorithm.solution, self.truth, self.data_range)
         self._last = now
         self.history.append(record)
         if self.verbose:

@@ -30,26 +30,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .latent import encode_mean, frozen
+from .latent.generator import own_copy
+from .datasets._common import image_batch
+from .metrics import batch_psnr
+from .models import VAE
+
 
 def _module_device(generator):
     p = next(generator.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
-
-
-def _images_tensor(images, device):
-    from .datasets._common import as_images
-
-    if hasattr(images, "as_array") and not isinstance(images, np.ndarray):
-        images = images.as_array()
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().numpy()
-    return torch.from_numpy(as_images(images))[:, None].to(device)
-
-
-def psnr(x, y, data_range=1.0):
-    """Per-image PSNR (dB): ``10 log10(range^2 / mean((x - y)^2))`` for batches (B, ...)."""
-    mse = ((x - y) ** 2).flatten(1).mean(1).clamp_min(1e-12)
-    return 10.0 * torch.log10(data_range ** 2 / mse)
 
 
 def latent_fit(generator, images, reg=1e-3, steps=500, lr=0.05, batch_size=256, progress=True):
@@ -75,48 +65,43 @@ def latent_fit(generator, images, reg=1e-3, steps=500, lr=0.05, batch_size=256, 
     psnr_db : torch.Tensor (N,)
     """
     device = _module_device(generator)
-    x_all = _images_tensor(images, device)
+    x_all = image_batch(images, device=device)
     d = int(generator.latent_dim)
     was = generator.training
     generator.eval()
-    params = [p for p in generator.parameters()]
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
     zs, fits = [], []
     batches = range(0, len(x_all), batch_size)
     bar = tqdm(total=len(batches) * steps, disable=not progress, desc="latent fit",
                unit="step", mininterval=1.0)
     try:
-        for i in batches:
-            x = x_all[i:i + batch_size]
-            z = torch.zeros(len(x), d, device=device, requires_grad=True)
-            opt = torch.optim.Adam([z], lr=lr)
-            best = torch.full((len(x),), float("inf"), device=device)
-            best_z = z.detach().clone()
-            for _ in range(steps):
-                per = (generator(z) - x).pow(2).flatten(1).sum(1) + reg * z.pow(2).sum(1)
+        with frozen(generator):
+            for i in batches:
+                x = x_all[i:i + batch_size]
+                z = torch.zeros(len(x), d, device=device, requires_grad=True)
+                opt = torch.optim.Adam([z], lr=lr)
+                best = torch.full((len(x),), float("inf"), device=device)
+                best_z = z.detach().clone()
+                for _ in range(steps):
+                    per = (generator(z) - x).pow(2).flatten(1).sum(1) + reg * z.pow(2).sum(1)
+                    with torch.no_grad():
+                        better = per < best
+                        best = torch.where(better, per, best)
+                        best_z[better] = z[better]
+                    opt.zero_grad(set_to_none=True)
+                    per.sum().backward()
+                    opt.step()
+                    bar.update(1)
                 with torch.no_grad():
-                    better = per < best
-                    best = torch.where(better, per, best)
-                    best_z[better] = z[better]
-                opt.zero_grad(set_to_none=True)
-                per.sum().backward()
-                opt.step()
-                bar.update(1)
-            with torch.no_grad():
-                per = (generator(z) - x).pow(2).flatten(1).sum(1) + reg * z.pow(2).sum(1)
-                best_z[per < best] = z[per < best]
-                zs.append(best_z)
-                fits.append(generator(best_z))
-            bar.set_postfix(psnr=f"{float(psnr(fits[-1], x).mean()):.2f}")
+                    per = (generator(z) - x).pow(2).flatten(1).sum(1) + reg * z.pow(2).sum(1)
+                    best_z[per < best] = z[per < best]
+                    zs.append(best_z)
+                    fits.append(generator(best_z))
+                bar.set_postfix(psnr=f"{float(batch_psnr(fits[-1], x).mean()):.2f}")
     finally:
         bar.close()
-        for p, f in zip(params, flags):
-            p.requires_grad_(f)
         generator.train(was)
     z, fitted = torch.cat(zs), torch.cat(fits)
-    return z, fitted, psnr(fitted, x_all)
+    return z, fitted, batch_psnr(fitted, x_all)
 
 
 def _phi(t):
@@ -154,13 +139,10 @@ def latent_statistics(codes):
 
 
 def _codes(generator, x, z_fit):
-    with torch.no_grad():
-        if hasattr(generator, "encode"):
-            out = generator.encode(x)
-            if isinstance(out, (tuple, list)):
-                return out[0], "encoder mean"
-            return out, "encoder"
-    return z_fit, "latent fit"
+    code = encode_mean(generator, x)
+    if code is None:
+        return z_fit, "latent fit"
+    return code, "encoder mean" if isinstance(generator, VAE) else "encoder"
 
 
 def evaluate_model(generator, images, n=100, out_dir=None, reg=1e-3, steps=500, lr=0.05,
@@ -193,11 +175,11 @@ def evaluate_model(generator, images, n=100, out_dir=None, reg=1e-3, steps=500, 
     """
     device = _module_device(generator)
     gen = torch.Generator().manual_seed(int(seed))
-    x = _images_tensor(images, device)[:n]
+    x = image_batch(images, device=device)[:n]
     if tuple(x.shape[2:]) != tuple(getattr(generator, "image_shape", x.shape[2:])):
         raise ValueError(f"images are {tuple(x.shape[2:])} but the generator makes "
                          f"{tuple(generator.image_shape)}; resize them first.")
-    generator.eval()
+    generator = own_copy(generator, device)  # in eval mode; the caller's module is unchanged
     z_fit, fitted, p = latent_fit(generator, x[:, 0], reg=reg, steps=steps, lr=lr,
                                   progress=progress)
     report = {"info": dict(info or {}), "n_images": int(len(x)),
@@ -211,7 +193,7 @@ def evaluate_model(generator, images, n=100, out_dir=None, reg=1e-3, steps=500, 
     codes, code_kind = _codes(generator, x, z_fit)
     if hasattr(generator, "encode"):
         with torch.no_grad():
-            report["latent_fit"]["encoder_psnr_mean_db"] = float(psnr(generator(codes), x).mean())
+            report["latent_fit"]["encoder_psnr_mean_db"] = float(batch_psnr(generator(codes), x).mean())
     with torch.no_grad():
         zs = torch.randn(n_samples, generator.latent_dim, generator=gen).to(device)
         samples = generator(zs)

@@ -1,10 +1,13 @@
 r"""The generator as a (nonlinear) CIL Operator from latent space to image space."""
+from ._cil import require_cil
+
+require_cil()
 import torch
 from cil.framework import ImageGeometry, VectorGeometry
 from cil.optimisation.operators import Operator
 
 from .bridge import as_tensor, from_tensor
-from .latent import GeneratorSpec, frozen
+from .latent import GeneratorAdapter, encode_mean, frozen
 
 
 class GeneratorOperator(Operator):
@@ -26,25 +29,48 @@ class GeneratorOperator(Operator):
     device : str, optional
         where the generator runs.
     threads : int or None
-        CPU threads torch uses for the generator's passes (see :class:`GeneratorSpec`).
+        CPU threads torch uses for the generator's passes (see :class:`GeneratorAdapter`).
     """
 
     def __init__(self, generator, latent_dim=None, range_geometry=None, device=None, threads=1):
-        self.spec = GeneratorSpec(generator, latent_dim, device=device, threads=threads)
-        h, w = self.spec.image_shape
+        self.adapter = GeneratorAdapter(generator, latent_dim, device=device, threads=threads)
+        h, w = self.adapter.image_shape
         if range_geometry is None:
             range_geometry = ImageGeometry(voxel_num_x=w, voxel_num_y=h)
-        self.spec.check_image_shape(range_geometry.shape, "range_geometry")
+        self.adapter.check_image_shape(range_geometry.shape, "range_geometry")
         self.n_slices = 1 if len(range_geometry.shape) == 2 else int(range_geometry.shape[0])
-        domain = VectorGeometry(self.n_slices * self.spec.latent_dim)
+        domain = VectorGeometry(self.n_slices * self.adapter.latent_dim)
         super().__init__(domain_geometry=domain, range_geometry=range_geometry)
 
     @property
     def latent_dim(self):
-        return self.spec.latent_dim
+        return self.adapter.latent_dim
 
     def is_linear(self):
         return False
+
+    def encode(self, x):
+        """The encoder's latent of an image (each slice's, for a volume): the mean of a VAE's
+        encoder or an AE's code; None when the generator has no encoder.
+
+        Parameters
+        ----------
+        x : DataContainer or numpy.ndarray
+            an image of the range geometry's shape.
+
+        Returns
+        -------
+        VectorData or None
+            in the domain geometry.
+        """
+        h, w = self.adapter.image_shape
+        code = encode_mean(self.adapter.module, as_tensor(x, device=self.adapter.device)
+                           .reshape(-1, 1, h, w))
+        if code is None:
+            return None
+        z = self.domain_geometry().allocate(None)
+        z.fill(code.reshape(-1).cpu().numpy())
+        return z
 
     def latent_batch(self, z):
         """The latent VectorData (or array) as a (slices, d) tensor on the generator's device.
@@ -64,16 +90,16 @@ class GeneratorOperator(Operator):
         ValueError
             for the wrong number of entries, or NaN or Inf values.
         """
-        t = as_tensor(z, device=self.spec.device)
-        expected = self.n_slices * self.spec.latent_dim
+        t = as_tensor(z, device=self.adapter.device)
+        expected = self.n_slices * self.adapter.latent_dim
         if t.numel() != expected:
             raise ValueError(f"the latent has {t.numel()} entries but this operator takes "
-                             f"{self.n_slices} slice(s) x latent_dim {self.spec.latent_dim} "
+                             f"{self.n_slices} slice(s) x latent_dim {self.adapter.latent_dim} "
                              f"= {expected}.")
         if not bool(torch.isfinite(t).all()):
             raise ValueError("the latent contains NaN or Inf values: check the step size of "
                              "the algorithm (a diverging iteration gives these).")
-        return t.reshape(self.n_slices, self.spec.latent_dim)
+        return t.reshape(self.n_slices, self.adapter.latent_dim)
 
     def direct(self, x, out=None):
         r"""The generated image :math:`x = G(z)` (each slice from its own latent).
@@ -90,8 +116,8 @@ class GeneratorOperator(Operator):
         ImageData
             in the range geometry.
         """
-        with torch.inference_mode(), self.spec.threads():
-            image = self.spec(self.latent_batch(x))
+        with torch.inference_mode(), self.adapter.threads():
+            image = self.adapter(self.latent_batch(x))
         return from_tensor(image, out=out, geometry=self.range_geometry())
 
     def linearise(self, z):
@@ -114,11 +140,11 @@ class GeneratorOperator(Operator):
             maps a tensor ``w`` of that shape to :math:`J_G(z)^T w`, (slices, d).
         """
         zt = self.latent_batch(z).clone().requires_grad_(True)
-        with torch.enable_grad(), frozen(self.spec.module), self.spec.threads():
-            image = self.spec(zt)
+        with torch.enable_grad(), frozen(self.adapter.module), self.adapter.threads():
+            image = self.adapter(zt)
 
         def pullback(w):
-            with self.spec.threads():
+            with self.adapter.threads():
                 (g,) = torch.autograd.grad(image, zt, w.reshape(image.shape).to(image))
             return g
 
@@ -142,5 +168,5 @@ class GeneratorOperator(Operator):
             in the domain geometry.
         """
         _, pullback = self.linearise(z)
-        g = pullback(as_tensor(w, device=self.spec.device))
+        g = pullback(as_tensor(w, device=self.adapter.device))
         return from_tensor(g, out=out, geometry=self.domain_geometry())

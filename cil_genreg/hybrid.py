@@ -181,11 +181,19 @@ def hybrid_objective(algorithm, x=None):
     return float(algorithm.f(algorithm.operator.direct(x)) + algorithm.g(x))
 
 
-def hybrid_reconstruction(A, y, lambda_tv, lambda_g, generator, x0=None, iterations=100, mu=1e-3,
-                          nonnegative=False, callbacks=None, **solver_options):
-    r"""TV + soft reconstruction with :func:`hybrid_pdhg` (the demos' ``hybrid`` method):
-    :math:`R_G` is the soft regulariser of ``generator``, on the whole image when the generator
-    makes images of its size, else as its patch prior (the moving exact tiling).
+def hybrid_fista(A, y, lambda_tv, lambda_g, generator, x0=None, iterations=100, mu=1e-3,
+                 callbacks=None, **solver_options):
+    r"""TV + soft by CIL's FISTA (the demos' ``hybrid`` method), the other natural composition:
+    the soft regulariser is smooth, so it joins the data term in FISTA's smooth part and TV is
+    the proximal part,
+
+    .. math:: f = \|Ax - y\|^2 + \lambda_G R_G(x), \qquad g = \lambda_{TV}\,\mathrm{TV}(x),
+              \qquad \nabla R_G(x) = \textstyle\sum_i P_i^T 2(P_i x - G(z_i^*)) ,
+
+    with :math:`R_G` on the whole image, or as the patch prior of a generator of smaller images.
+    It converges in as many iterations as the single methods (100 in the demos), where
+    :func:`hybrid_pdhg`, which also takes the non-smooth range and sparse regularisers and
+    overlapping patches, needs several hundred.
 
     Parameters
     ----------
@@ -197,10 +205,9 @@ def hybrid_reconstruction(A, y, lambda_tv, lambda_g, generator, x0=None, iterati
     x0 : ImageData, optional
         the start (e.g. the TV image).
     iterations : int
-        PDHG iterations.
+        FISTA iterations.
     mu : float
         :math:`\mu` of the soft regulariser.
-    nonnegative : bool
     callbacks : list, optional
         CIL callbacks.
     **solver_options
@@ -209,11 +216,24 @@ def hybrid_reconstruction(A, y, lambda_tv, lambda_g, generator, x0=None, iterati
     Returns
     -------
     ImageData
+
+    Raises
+    ------
+    ValueError
+        when ``lambda_tv`` is missing.
     """
+    from cil.optimisation.algorithms import FISTA
+    from cil.optimisation.functions import LeastSquares, TotalVariation
     if lambda_tv is None:
         raise ValueError("the hybrid method needs lambda_tv (the TV weight).")
+    lambda_tv = _check_weight("lambda_tv", lambda_tv)
+    lambda_g = _check_weight("lambda_g", lambda_g)
     R = patch_prior_for(SoftGenerativeRegulariser(generator, mu=mu, **solver_options),
                         A.domain_geometry())
-    algo = hybrid_pdhg(A, y, R, lambda_tv, lambda_g, nonnegative=nonnegative, initial=x0)
+    step = 1.0 / (2.0 * A.norm() ** 2 + 2.0 * lambda_g)
+    algo = FISTA(initial=x0 if x0 is not None else A.domain_geometry().allocate(0),
+                 f=LeastSquares(A, y) + lambda_g * R,
+                 g=lambda_tv * TotalVariation(max_iteration=10, warm_start=True),
+                 step_size=step, update_objective_interval=iterations)
     algo.run(iterations, verbose=0, callbacks=callbacks)
     return algo.solution

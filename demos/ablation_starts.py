@@ -24,7 +24,8 @@ import sys
 
 import numpy as np
 
-from cil_genreg import experiments
+from cil_genreg import datasets, forward, methods, metrics
+from cil_genreg.commands import options
 
 
 def parse_args(argv=None):
@@ -33,20 +34,14 @@ def parse_args(argv=None):
     p.add_argument("--n", type=int, default=5, help="held-out digits")
     p.add_argument("--angles", type=int, default=10)
     p.add_argument("--geometry", nargs="+", default=["parallel", "limited"],
-                   choices=experiments.GEOMETRIES)
+                   choices=forward.GEOMETRIES)
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--restarts", type=int, default=3, help="random latent starts (latent)")
     p.add_argument("--lam", type=json.loads,
                    default={"tv": 4.0, "latent": 1.0, "soft": 100.0},
                    help="λ per method, JSON")
-    p.add_argument("--model", default="mnist-vae")
-    p.add_argument("--out", default=os.path.join("outputs", "ablation"))
-    p.add_argument("--backend", default="astra", choices=("astra", "tigre"),
-                   help="projector: ASTRA (2D on CPU or GPU) or TIGRE (GPU only)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                   help="projector and generator device")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    options.add_run_options(p, model="mnist-vae", out=os.path.join("outputs", "ablation"),
+                            seed_help="seed of the digits, the noise and the random starts")
     return p.parse_args(argv)
 
 
@@ -78,33 +73,35 @@ def encode(G, x, device="cpu"):
 def latent_fit_ceiling(G, truth, device="cpu"):
     """PSNR of G(z*) for z* = argmin ‖G(z) − x‖² + 1e-3‖z‖² (from the encoder, and restarts)."""
     from cil_genreg import SoftGenerativeRegulariser
-    R = SoftGenerativeRegulariser(G, mu=1e-3, max_iter=300, tol=1e-9, restarts=4, seed=0,
-                                  adaptive_tol=False, device=device)
+    R = SoftGenerativeRegulariser(G, mu=1e-3, max_iteration=300, tolerance=1e-9, restarts=4, seed=0,
+                                  adaptive_tolerance=False, device=device)
     R(truth)
-    return experiments.psnr(R.generated_image(), truth)
+    return metrics.psnr(R.generated_image(), truth)
 
 
 def main(argv=None):
     from tqdm.auto import tqdm
     args = parse_args(argv)
-    refusal = experiments.backend_refusal(args)
+    refusal = options.backend_refusal(args)
     if refusal:
         return refusal
+    from cil_genreg.output_safety import check_output_files
+    check_output_files(args.out, ["ablation.csv", "ablation.json"], overwrite=args.overwrite)
     dev = args.device
-    G = experiments.load_generator(args.model).to(dev)
-    digits = experiments.held_out_digits(args.n, args.seed)
+    G = methods.load_generator(args.model).to(dev)
+    digits = datasets.held_out_digits(args.n, args.seed)
     rng = np.random.default_rng(args.seed)
     rows = []
-    bar = tqdm(total=len(args.geometry) * len(digits), disable=args.no_progress)
+    bar = tqdm(total=len(args.geometry) * len(digits), disable=args.quiet)
     for geometry in args.geometry:
-        ig, ag = experiments.make_geometry(28, args.angles, geometry)
-        A = experiments.make_projector(ig, ag, args.backend, dev)
+        ig, ag = forward.make_geometry(28, args.angles, geometry)
+        A = forward.make_projector(ig, ag, args.backend, dev)
         for k, image in enumerate(digits):
             truth = ig.allocate(None)
             truth.fill(image)
-            y, _ = experiments.add_noise(A.direct(truth), 0.05, rng)
-            fbp, _ = experiments.initial_reconstruction(A, y, args.backend, dev)
-            tv = experiments.reconstruct("tv", A, y, args.lam["tv"], iterations=args.iterations)
+            y, _ = forward.add_noise(A.direct(truth), 0.05, rng)
+            fbp, _ = forward.initial_reconstruction(A, y, args.backend, dev)
+            tv = methods.reconstruct("tv", A, y, args.lam["tv"], iterations=args.iterations)
             out = {"tv": tv, "fbp": fbp}
             lam = args.lam["latent"]
             starts = {"latent z=0": None, "latent enc(FBP)": encode(G, fbp, dev),
@@ -117,20 +114,20 @@ def main(argv=None):
                                  args.iterations, dev) for _ in range(args.restarts)]
             out[f"latent best of {3 + args.restarts}"] = min(list(found.values()) + extra,
                                                             key=lambda t: t[0])[1]
-            soft = dict(mu=experiments.MU["soft"], device=dev)
-            out["soft from FBP"] = experiments.reconstruct(
+            soft = dict(mu=methods.MU["soft"], device=dev)
+            out["soft from FBP"] = methods.reconstruct(
                 "soft", A, y, args.lam["soft"], G, x0=fbp, iterations=args.iterations, **soft)
-            out["soft from TV"] = experiments.reconstruct(
+            out["soft from TV"] = methods.reconstruct(
                 "soft", A, y, args.lam["soft"], G, x0=tv, iterations=args.iterations, **soft)
-            out["soft from FBP, 4 restarts, 3x inner"] = experiments.reconstruct(
+            out["soft from FBP, 4 restarts, 3x inner"] = methods.reconstruct(
                 "soft", A, y, args.lam["soft"], G, x0=fbp, iterations=args.iterations,
-                restarts=4, max_iter=150, seed=0, **soft)
-            out["soft from TV, 4 restarts, 3x inner"] = experiments.reconstruct(
+                restarts=4, max_iteration=150, seed=0, **soft)
+            out["soft from TV, 4 restarts, 3x inner"] = methods.reconstruct(
                 "soft", A, y, args.lam["soft"], G, x0=tv, iterations=args.iterations,
-                restarts=4, max_iter=150, seed=0, **soft)
+                restarts=4, max_iteration=150, seed=0, **soft)
             for name, x in out.items():
                 rows.append({"geometry": geometry, "image": k, "variant": name,
-                             "psnr": experiments.psnr(x, truth)})
+                             "psnr": metrics.psnr(x, truth)})
             rows.append({"geometry": geometry, "image": k, "variant": "ceiling: latent fit of "
                          "the truth", "psnr": latent_fit_ceiling(G, truth, dev)})
             bar.update()
@@ -154,5 +151,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

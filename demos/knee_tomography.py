@@ -22,7 +22,8 @@ cannot use (fastMRI's k-space-only test set, damaged downloads, no slice left af
 import os
 import sys
 
-from cil_genreg import experiments
+from cil_genreg import comparison, methods
+from cil_genreg.commands import options
 
 #: λ grids for 128×128 slices (σ² of the data ~ 20× MNIST's)
 LAMBDAS = {"tv": (10.0, 30.0, 100.0, 300.0, 1000.0), "latent": (1.0, 3.0, 10.0, 30.0, 100.0),
@@ -43,8 +44,8 @@ WHERE = ("fastMRI knee data are needed and cannot be downloaded automatically.\n
 
 
 def parse_args(argv=None):
-    p = experiments.demo_parser(__doc__.split("\n\n")[0], n=10,
-                                out=os.path.join("outputs", "knee"), model=None)
+    p = options.comparison_parser(__doc__.split("\n\n")[0], n=10,
+                                  out=os.path.join("outputs", "knee"), model=None)
     p.add_argument("--data", help="fastMRI knee .h5 file or folder of them")
     p.add_argument("--size", type=int, default=128, help="image side (the paper's 128)")
     p.add_argument("--skip-edge-slices", type=int, default=10,
@@ -57,7 +58,7 @@ def main(argv=None):
     if not args.data:
         print("knee_tomography: no --data given. " + WHERE, file=sys.stderr)
         return 2
-    lambdas = experiments.demo_lambdas(args, LAMBDAS, QUICK_LAMBDAS)  # --quick caps --n
+    lambdas = options.chosen_lambdas(args, LAMBDAS, QUICK_LAMBDAS)  # --quick caps --n
     from cil_genreg import datasets
     from cil_genreg.datasets.fastmri import FastMRIError, NoSlicesError
     edge = args.skip_edge_slices
@@ -89,15 +90,16 @@ def main(argv=None):
               f"one on fastMRI knee training slices, e.g. `cil-genreg train --model vae --data "
               f"PATH --size {args.size} --out knee-vae.safetensors`.", file=sys.stderr)
         return 2
-    refusal = experiments.backend_refusal(args)
+    refusal = options.backend_refusal(args)
     if refusal:
         return refusal
-    generator = experiments.load_generator(args.model)
-    summary = experiments.run_comparison(
+    generator = methods.load_generator(args.model)
+    summary = comparison.run_comparison(
         images, generator, "knee", angles=args.angles, geometries=args.geometry,
         noise=args.noise, iterations=args.iterations, methods=args.methods, lambdas=lambdas,
         out=args.out, backend=args.backend, device=args.device, seed=args.seed,
-        progress=not args.no_progress, title="fastMRI knee", start_from=args.start,
+        progress=not args.quiet, title="fastMRI knee", start_from=args.start,
+        overwrite=args.overwrite,
         meta={"model": args.model, "data": os.path.abspath(args.data)})
     print("\nthe talk's numbers (its knee model and noise; PSNR in dB):")
     for count, row in TALK.items():
@@ -106,5 +108,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

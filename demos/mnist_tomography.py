@@ -13,7 +13,7 @@ Models* (Duff, Campbell, Ehrhardt) on real digits, with CIL:
 * λ per method from a grid of five, chosen by the discrepancy principle, as the one λ best
   on average over the digits ("fixed") and, for reference, the best per digit against the
   ground truth ("best");
-* a PSNR/SSIM table (printed, CSV and JSON) and a figure laid out like the talk (PNG).
+* a PSNR/SSIM table (printed, CSV and JSON) and a figure of each method's reconstruction (PNG).
 
 Run ``python demos/mnist_tomography.py --help`` for the options; ``cil-genreg demo`` runs a
 small version of it in under three minutes.
@@ -21,29 +21,30 @@ small version of it in under three minutes.
 import os
 import sys
 
-from cil_genreg import experiments
+from cil_genreg import comparison, methods
+from cil_genreg.commands import options
 
 
 def parse_args(argv=None):
-    p = experiments.demo_parser(__doc__.split("\n\n")[0], n=20,
-                                out=os.path.join("outputs", "mnist"), model="mnist-vae")
+    p = options.comparison_parser(__doc__.split("\n\n")[0], n=20,
+                                  out=os.path.join("outputs", "mnist"), model="mnist-vae")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    lambdas = experiments.demo_lambdas(args, experiments.LAMBDAS, experiments.QUICK_LAMBDAS)
-    refusal = experiments.backend_refusal(args)
+    lambdas = options.chosen_lambdas(args, methods.lambda_grids(), methods.lambda_grids("quick"))
+    refusal = options.backend_refusal(args)
     if refusal:
         return refusal
-    summary = experiments.mnist_comparison(
+    summary = comparison.mnist_comparison(
         n=args.n, angles=args.angles, geometries=args.geometry, noise=args.noise,
         iterations=args.iterations, methods=args.methods, model=args.model, lambdas=lambdas,
         out=args.out, backend=args.backend, device=args.device, seed=args.seed,
-        progress=not args.no_progress, start_from=args.start)
+        progress=not args.quiet, start_from=args.start, overwrite=args.overwrite)
     return {"summary": summary, "out": args.out}
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

@@ -12,14 +12,13 @@ Models* (Duff, Campbell, Ehrhardt), with CIL and the shipped ``shapes-vae``:
 * methods and λ choices as in ``demos/mnist_tomography.py``: FBP, TV, range (latent and
   regulariser), soft, sparse deviations; λ by the discrepancy principle, the one λ best on
   average ("fixed") and the best per image ("best");
-* a PSNR/SSIM table (printed, CSV, JSON) and a figure laid out like the talk (PNG).
+* a PSNR/SSIM table (printed, CSV, JSON) and a figure of each method's reconstruction (PNG).
 """
 import os
 import sys
 
-import numpy as np
-
-from cil_genreg import experiments
+from cil_genreg import comparison, datasets, methods
+from cil_genreg.commands import options
 
 #: λ grids for 64×64 shapes (the sinogram is ~2.3× larger than MNIST's, λ scales with σ²)
 LAMBDAS = {"tv": (3.0, 10.0, 30.0, 60.0, 100.0), "latent": (0.3, 1.0, 3.0, 10.0, 30.0),
@@ -31,39 +30,30 @@ QUICK_LAMBDAS = {"tv": (10.0, 30.0), "latent": (1.0, 3.0), "range": (0.3, 1.0),
 MU = {"soft": 1e-2, "sparse": 1e-2}
 
 
-def held_out_shapes(n, size=64, seed=0):
-    """``n`` non-empty shapes from the held-out stream ``shapes(..., seed=1_000_000 + seed)``
-    (the shipped model was trained on seed 0)."""
-    from cil_genreg import datasets
-    images = datasets.shapes(3 * n + 10, size=size, seed=1_000_000 + seed)
-    keep = images[images.reshape(len(images), -1).max(axis=1) > 0]
-    return np.ascontiguousarray(keep[:n])
-
-
 def parse_args(argv=None):
-    p = experiments.demo_parser(__doc__.split("\n\n")[0], n=10,
-                                out=os.path.join("outputs", "shapes"), model="shapes-vae")
+    p = options.comparison_parser(__doc__.split("\n\n")[0], n=10,
+                                  out=os.path.join("outputs", "shapes"), model="shapes-vae")
     p.add_argument("--size", type=int, default=64, help="image side (the model's)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    lambdas = experiments.demo_lambdas(args, LAMBDAS, QUICK_LAMBDAS)
-    refusal = experiments.backend_refusal(args)
+    lambdas = options.chosen_lambdas(args, LAMBDAS, QUICK_LAMBDAS)
+    refusal = options.backend_refusal(args)
     if refusal:
         return refusal
-    generator = experiments.load_generator(args.model)
-    summary = experiments.run_comparison(
-        held_out_shapes(args.n, args.size, args.seed), generator, "shapes", angles=args.angles,
+    generator = methods.load_generator(args.model)
+    summary = comparison.run_comparison(
+        datasets.held_out_shapes(args.n, args.size, args.seed), generator, "shapes", angles=args.angles,
         geometries=args.geometry, noise=args.noise, iterations=args.iterations,
         methods=args.methods, lambdas=lambdas, out=args.out, backend=args.backend,
-        device=args.device, seed=args.seed, progress=not args.no_progress, mu=MU,
-        start_from=args.start,
+        device=args.device, seed=args.seed, progress=not args.quiet, mu=MU,
+        start_from=args.start, overwrite=args.overwrite,
         meta={"model": args.model, "data": "shapes, held-out stream"}, title="shapes")
     return {"summary": summary, "out": args.out}
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

@@ -17,15 +17,16 @@ import sys
 
 import numpy as np
 
-from cil_genreg import experiments
+from cil_genreg import comparison, datasets, methods, metrics, reports
+from cil_genreg.commands import options
 
 METHODS = ("fbp", "tv", "latent", "soft")
 
 
 def parse_args(argv=None):
-    p = experiments.demo_parser(__doc__.split("\n\n")[0], n=1,
-                                out=os.path.join("outputs", "volume"), model="mnist-vae",
-                                angles=(10,), geometries=("parallel", "limited"))
+    p = options.comparison_parser(__doc__.split("\n\n")[0], n=1,
+                                  out=os.path.join("outputs", "volume"), model="mnist-vae",
+                                  angles=(10,), geometries=("parallel", "limited"))
     p.set_defaults(methods=list(METHODS))
     p.add_argument("--dataset", default="mnist", choices=("mnist", "shapes"),
                    help="slices: held-out MNIST digits (model mnist-vae) or shapes "
@@ -39,11 +40,9 @@ def parse_args(argv=None):
 def volume_slices(dataset, n, slices, seed):
     """``n`` volumes (n, slices, H, W) of held-out images."""
     if dataset == "mnist":
-        images = experiments.held_out_digits(n * slices, seed)
+        images = datasets.held_out_digits(n * slices, seed)
     else:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from shapes_tomography import held_out_shapes
-        images = held_out_shapes(n * slices, seed=seed)
+        images = datasets.held_out_shapes(n * slices, seed=seed)
     return np.ascontiguousarray(images.reshape(n, slices, *images.shape[-2:]))
 
 
@@ -58,8 +57,8 @@ def volume_figure(examples, path, title="", columns=4):
     for key, x in examples["recons"].items():
         if key == "fbp" or key.endswith("*"):
             label = examples["initial_label"] if key == "fbp" else \
-                experiments.LABELS[key.rstrip("*")]
-            rows.append((f"{label} {experiments.psnr(x, truth):.1f} dB", x))
+                methods.LABELS[key.rstrip("*")]
+            rows.append((f"{label} {metrics.psnr(x, truth):.1f} dB", x))
     cols = min(columns, truth.shape[0])
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols + 1.2, 1.6 * len(rows)),
                              squeeze=False)
@@ -83,34 +82,38 @@ def volume_figure(examples, path, title="", columns=4):
 
 def main(argv=None):
     args = parse_args(argv)
-    lambdas = experiments.demo_lambdas(args, experiments.LAMBDAS, experiments.QUICK_LAMBDAS)
-    refusal = experiments.backend_refusal(args)
+    lambdas = options.chosen_lambdas(args, methods.lambda_grids(), methods.lambda_grids("quick"))
+    refusal = options.backend_refusal(args)
     if refusal:
         return refusal
-    generator = experiments.load_generator(args.model)
+    from cil_genreg.comparison import output_names
+    from cil_genreg.output_safety import check_output_files
+    check_output_files(args.out, output_names(f"volume_{args.dataset}", args.geometry,
+                                              args.angles), overwrite=args.overwrite)
+    generator = methods.load_generator(args.model)
     volumes = volume_slices(args.dataset, args.n, args.slices, args.seed)
     summary = []
     for geometry in args.geometry:
         for count in args.angles:
-            results = experiments.compare(
+            results = comparison.compare(
                 volumes, generator, angles=count, geometry=geometry, noise=args.noise,
                 methods=args.methods, lambdas=lambdas, iterations=args.iterations,
                 backend=args.backend, device=args.device, seed=args.seed,
-                progress=not args.no_progress, tv_per_slice=not args.tv_3d,
+                progress=not args.quiet, tv_per_slice=not args.tv_3d,
                 start_from=args.start)
             stem = f"volume_{args.dataset}_{geometry}_{count}"
-            experiments.save_results(results, args.out, stem)
+            reports.save_results(results, args.out, stem)
             volume_figure(results["examples"], os.path.join(args.out, stem + ".png"),
                           f"{args.slices}-slice volume ({args.dataset}), {geometry} beam, "
                           f"{count} angles")
             print(f"\n{len(volumes)} volume(s) of {args.slices} {args.dataset} slices, "
                   f"{geometry}, {count} angles:")
-            print(experiments.format_table(results["summary"]))
+            print(reports.format_table(results["summary"]))
             summary += results["summary"]
     print(f"\ntables and figures written to {args.out}")
     return {"summary": summary, "out": args.out}
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

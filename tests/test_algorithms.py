@@ -53,7 +53,7 @@ def rel_err(x, x_star):
 
 def test_fista_reaches_the_exact_minimiser(quadratic_problem):
     G, ig, A, y, mu, lam, x_star = quadratic_problem
-    R = SoftGenerativeRegulariser(G, mu=mu, tol=1e-12, max_iter=200)
+    R = SoftGenerativeRegulariser(G, mu=mu, tolerance=1e-12, max_iteration=200)
     algo = FISTA(initial=ig.allocate(0), f=LeastSquares(A, y), g=lam * R,
                  update_objective_interval=50)
     algo.run(400, verbose=0)
@@ -62,7 +62,7 @@ def test_fista_reaches_the_exact_minimiser(quadratic_problem):
 
 def test_pdhg_reaches_the_exact_minimiser(quadratic_problem):
     G, ig, A, y, mu, lam, x_star = quadratic_problem
-    R = SoftGenerativeRegulariser(G, mu=mu, tol=1e-12, max_iter=200)
+    R = SoftGenerativeRegulariser(G, mu=mu, tolerance=1e-12, max_iteration=200)
     algo = PDHG(f=L2NormSquared(b=y), g=lam * R, operator=A, initial=ig.allocate(0),
                 update_objective_interval=100)
     algo.run(300, verbose=0)
@@ -92,7 +92,7 @@ def psnr(x, truth):
     return 10 * np.log10(1.0 / mse)
 
 
-SOLVER = dict(max_iter=30, tol=1e-6)
+SOLVER = dict(max_iteration=30, tolerance=1e-6)
 
 
 def make(kind, G):

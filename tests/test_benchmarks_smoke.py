@@ -1,5 +1,5 @@
 """Smoke test of the benchmark suite: each benchmark's main runs on a tiny configuration with
-an untrained stand-in generator, and its figures are finite. The benchmarks themselves are run
+an untrained package VAE, and its figures are finite. The benchmarks themselves are run
 by hand (see benchmarks/README.md); nothing here is timed."""
 import importlib
 import math

@@ -17,7 +17,7 @@ def test_callback_records_inner_work_and_psnr_per_outer_iteration():
     A = ProjectionOperator(ig, ag, device="cpu")
     truth = ig.allocate(0.5)
     y = A.direct(truth)
-    R = SoftGenerativeRegulariser(G, mu=1e-3, max_iter=10)
+    R = SoftGenerativeRegulariser(G, mu=1e-3, max_iteration=10)
     cb = LatentSolverCallback(0.5 * R, truth=truth, data_range=1.0)
     FISTA(initial=ig.allocate(0), f=LeastSquares(A, y), g=0.5 * R,
           update_objective_interval=100).run(5, callbacks=[cb], verbose=0)

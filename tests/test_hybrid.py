@@ -10,9 +10,11 @@ from cil.optimisation.functions import (BlockFunction, L2NormSquared, MixedL21No
 from cil.optimisation.operators import BlockOperator, GradientOperator
 
 from cil_genreg import PatchGenerativeRegulariser, PatchOperator, SoftGenerativeRegulariser
-from cil_genreg.experiments import add_noise, make_geometry, make_projector
+from cil_genreg.forward import add_noise, make_geometry, make_projector
 from cil_genreg.hybrid import hybrid_objective, hybrid_pdhg
 from generators import LinearGenerator
+
+SOLVER = dict(tolerance=1e-9, max_iteration=100, adaptive_tolerance=False)
 
 
 def problem(size=12, angles=6, seed=0):
@@ -38,7 +40,8 @@ def test_zero_generative_weight_is_cils_tv_pdhg_and_the_steps_are_the_diagonal_o
     cil.run(30, verbose=0)
     np.testing.assert_array_equal(mine.solution.as_array(), cil.solution.as_array())
     ones = A.range_geometry().allocate(1.0)
-    np.testing.assert_allclose(mine.tau.as_array(), 1 / (A.adjoint(ones).as_array() + 4), rtol=1e-5)
+    np.testing.assert_allclose(mine.tau.as_array(), 1 / (A.adjoint(ones).as_array() + 4),
+                               rtol=1e-5)
     assert mine.sigma.get_item(1) == 0.5
 
 
@@ -67,7 +70,7 @@ def test_linear_generator_hybrid_reaches_the_closed_form_minimiser(patches):
     size, mu, lam_g = (16 if patches else 12), 0.1, 2.0
     A, y = problem(size)
     G = LinearGenerator(image_shape=(8, 8) if patches else (size, size), seed=3)
-    R = SoftGenerativeRegulariser(G, mu=mu, tol=1e-9, max_iter=100, adaptive_tol=False)
+    R = SoftGenerativeRegulariser(G, mu=mu, **SOLVER)
     if patches:
         R = PatchGenerativeRegulariser(R, offsets=[(0, 0)])
     algo = hybrid_pdhg(A, y, R, 0.0, lam_g)
@@ -92,7 +95,7 @@ def test_hybrid_lowers_its_objective_below_both_parts_minimisers():
     G = LinearGenerator(image_shape=(12, 12), seed=3)
 
     def run(lam_tv, lam_g):
-        R = SoftGenerativeRegulariser(G, mu=0.1, tol=1e-9, max_iter=100, adaptive_tol=False)
+        R = SoftGenerativeRegulariser(G, mu=0.1, **SOLVER)
         algo = hybrid_pdhg(A, y, R, lam_tv, lam_g)
         algo.run(150, verbose=0)
         return algo

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from cil_genreg.latent import (GeneratorSpec, HuberMisfit, LatentSolver, LinearMisfit,
+from cil_genreg.latent import (GeneratorAdapter, HuberMisfit, LatentSolver, NegatedInnerProduct,
                                SquaredMisfit, resolve_device)
 from generators import ConvGenerator, LinearGenerator
 
@@ -82,7 +82,7 @@ def test_huber_misfit_is_moreau_envelope_of_abs():
 def test_linear_misfit_maximises_inner_product():
     G = LinearGenerator()
     s = torch.randn(1, 1, 8, 8)
-    sol = LatentSolver(G, tol=1e-12, max_iter=100).solve(LinearMisfit(), s, 0.5)
+    sol = LatentSolver(G, tol=1e-12, max_iter=100).solve(NegatedInnerProduct(), s, 0.5)
     W = G.weight.detach()
     z = (s.reshape(1, -1) @ W) / (2 * 0.5)  # stationary point of <Wz + b, s> - c||z||^2
     assert torch.allclose(sol.z, z, rtol=1e-3, atol=1e-4)
@@ -91,11 +91,11 @@ def test_linear_misfit_maximises_inner_product():
 def test_plain_module_needs_latent_dim_and_shape_is_probed():
     net = torch.nn.Sequential(torch.nn.Linear(3, 25), torch.nn.Unflatten(1, (1, 5, 5)))
     with pytest.raises(ValueError, match="latent_dim"):
-        GeneratorSpec(net)
-    spec = GeneratorSpec(net, latent_dim=3)
+        GeneratorAdapter(net)
+    spec = GeneratorAdapter(net, latent_dim=3)
     assert spec.image_shape == (5, 5)
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
-        GeneratorSpec(torch.nn.Linear(3, 25), latent_dim=3)
+        GeneratorAdapter(torch.nn.Linear(3, 25), latent_dim=3)
 
 
 def test_missing_cuda_gives_a_clear_error():
@@ -160,6 +160,7 @@ class CircleGenerator(torch.nn.Module):
         pq = torch.linalg.qr(torch.randn(16, 2, generator=torch.Generator().manual_seed(0)))[0]
         self.register_buffer("pq", pq.T.contiguous())
         self.batch_sizes, self.inputs = [], []
+        self.eval()  # as a loaded model: the solver runs it as is (a training-mode one is copied)
 
     def forward(self, z):
         self.batch_sizes.append(z.shape[0])

@@ -11,7 +11,7 @@ from cil_genreg import (PatchGenerativeRegulariser, PatchOperator, RangeGenerati
                         SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser)
 from generators import LinearGenerator
 
-TIGHT = dict(tol=1e-12, max_iter=300, adaptive_tol=False)
+TIGHT = dict(tolerance=1e-12, max_iteration=300, adaptive_tolerance=False)
 P = 8  # the linear generator's patches are 8 x 8
 
 
@@ -178,8 +178,8 @@ def test_warm_start_is_kept_per_tiling_corner(lin):
     G, _, _ = lin
     ig = ImageGeometry(16, 16)
     x = ig.allocate("random", seed=9)
-    R = PatchGenerativeRegulariser(SoftGenerativeRegulariser(G, mu=0.1, max_iter=300,
-                                                             tol=1e-10),
+    R = PatchGenerativeRegulariser(SoftGenerativeRegulariser(G, mu=0.1, max_iteration=300,
+                                                             tolerance=1e-10),
                                    offsets=[(0, 0), (4, 4)])
     R.proximal(x, 0.1)
     R.proximal(x, 0.1)

@@ -3,19 +3,19 @@ beats FBP's; geometry errors are clear."""
 import numpy as np
 import pytest
 
-from cil_genreg import experiments
+from cil_genreg import datasets, forward, metrics
 from cil_genreg.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
 def sinogram(tmp_path_factory):
     d = tmp_path_factory.mktemp("sino")
-    truth = experiments.held_out_digits(1, seed=3)[0]
-    ig, ag = experiments.make_geometry(28, 10)
-    A = experiments.make_projector(ig, ag)
+    truth = datasets.held_out_digits(1, seed=3)[0]
+    ig, ag = forward.make_geometry(28, 10)
+    A = forward.make_projector(ig, ag)
     x = ig.allocate(None)
     x.fill(truth)
-    y, sigma = experiments.add_noise(A.direct(x), 0.05, rng=0)
+    y, sigma = forward.add_noise(A.direct(x), 0.05, rng=0)
     np.save(d / "sino.npy", y.as_array())
     np.save(d / "angles.npy", ag.angles)
     return d, truth, sigma
@@ -30,7 +30,7 @@ def test_soft_writes_an_image_better_than_fbp(sinogram, capsys):
                      "--iterations", "30", "--out", str(d / "soft.npy")] + common) == 0
     fbp, soft = np.load(d / "fbp.npy"), np.load(d / "soft.npy")
     assert fbp.shape == soft.shape == (28, 28)
-    assert experiments.psnr(soft, truth) > experiments.psnr(fbp, truth) + 5
+    assert metrics.psnr(soft, truth) > metrics.psnr(fbp, truth) + 5
     assert "written to" in capsys.readouterr().out
 
 
@@ -75,5 +75,5 @@ def test_readme_reconstruct_commands_run_as_written(sinogram, tmp_path, monkeypa
         assert cli_main(argv) == 0, command
     for name in ("image.npy", "image.png"):
         assert (tmp_path / name).stat().st_size > 0
-    assert experiments.psnr(np.load(tmp_path / "image.npy"), truth) > 18
+    assert metrics.psnr(np.load(tmp_path / "image.npy"), truth) > 18
     assert "discrepancy principle: λ =" in capsys.readouterr().out

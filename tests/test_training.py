@@ -91,10 +91,10 @@ def test_interrupted_run_loses_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(mu, logvar)
 
-    monkeypatch.setattr(training, "kl_divergence", flaky)
+    monkeypatch.setattr(training.steps, "kl_divergence", flaky)
     with pytest.raises(KeyboardInterrupt):
         training.train("vae", epochs=2, seed=7, checkpoint=ckpt, **FAST)
-    monkeypatch.setattr(training, "kl_divergence", real)
+    monkeypatch.setattr(training.steps, "kl_divergence", real)
     assert models.load(ckpt).metadata["epochs"] == 1          # the last completed epoch
     assert sorted(os.listdir(tmp_path)) == [ckpt.name, ckpt.name + ".state.pt"]  # no temp files
     resumed = training.train("vae", epochs=2, seed=7, checkpoint=ckpt, resume=True, **FAST)

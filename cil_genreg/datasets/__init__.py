@@ -9,5 +9,7 @@ from .synthetic import ellipses, shapes
 from .fastmri import fastmri_knee
 from .image_folder import image_folder
 from ._common import as_images, resize
+from .held_out import held_out_digits, held_out_shapes
 
-__all__ = ["mnist", "shapes", "ellipses", "fastmri_knee", "image_folder", "as_images", "resize"]
+__all__ = ["mnist", "shapes", "ellipses", "fastmri_knee", "image_folder", "as_images", "resize",
+           "held_out_digits", "held_out_shapes"]

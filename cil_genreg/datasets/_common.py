@@ -45,6 +45,31 @@ def as_images(array, name="images"):
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+def image_batch(images, name="images", device=None):
+    """A torch batch (N, 1, H, W), float32 in [0, 1], from what :func:`as_images` takes, a
+    DataContainer or a tensor.
+
+    Parameters
+    ----------
+    images : array-like, DataContainer or torch.Tensor
+    name : str
+        what the error messages call it.
+    device : torch.device, optional
+        where the batch goes (default: the CPU).
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    import torch
+    if hasattr(images, "as_array") and not isinstance(images, np.ndarray):
+        images = images.as_array()
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    batch = torch.from_numpy(as_images(images, name))[:, None]
+    return batch if device is None else batch.to(device)
+
+
 def resize(images, size):
     """Resize a stack (N, H, W) to (N, size, size) with bilinear (antialiased) interpolation.
 

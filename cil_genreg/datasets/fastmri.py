@@ -29,7 +29,7 @@ class FastMRIError(ValueError):
 
 class MissingReconstructionError(FastMRIError, KeyError):
     """A file without ``reconstruction_esc``/``reconstruction_rss`` (e.g. fastMRI's test set,
-    which ships k-space only). Also a :class:`KeyError`, as before."""
+    which ships k-space only). Also a :class:`KeyError`, for callers that catch one."""
 
     def __str__(self):  # KeyError would print the message quoted
         return str(self.args[0]) if self.args else ""

@@ -1,12 +1,15 @@
-"""The CIL Functions of cil_genreg: the three generative regularisers, their patch prior and
-latent least squares."""
+"""The CIL Functions of cil_genreg: the three generative regularisers and latent least squares, and a slice-wise sum of 2D functions."""
+from .._cil import require_cil
+
+require_cil()
 from .generative_regulariser import GenerativeRegulariser
 from .soft import SoftGenerativeRegulariser
 from .range import RangeGenerativeRegulariser
 from .sparse_deviation import SparseDeviationGenerativeRegulariser, soft_threshold
 from .latent_least_squares import LatentLeastSquares
+from .slice_wise_function import SliceWiseFunction
 from .patch import PatchGenerativeRegulariser
 
 __all__ = ["GenerativeRegulariser", "SoftGenerativeRegulariser", "RangeGenerativeRegulariser",
-           "SparseDeviationGenerativeRegulariser", "LatentLeastSquares", "PatchGenerativeRegulariser",
-           "soft_threshold"]
+           "SparseDeviationGenerativeRegulariser", "LatentLeastSquares", "SliceWiseFunction",
+           "PatchGenerativeRegulariser", "soft_threshold"]

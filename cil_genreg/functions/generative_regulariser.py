@@ -10,14 +10,12 @@ for the generator (a 2D image is a batch of one; a 3D volume of shape (slices, H
 of its slices, regularised slice by slice through the generator in one pass), checks them, runs
 the latent solver, and writes results back into CIL containers.
 """
-import numbers
-
-import numpy as np
 import torch
 from cil.optimisation.functions import Function
 
 from ..bridge import as_tensor, from_tensor
-from ..latent import LatentSolver
+from ..latent import LatentSolver, encode_mean
+from ..validation import check_image, check_out, check_positive
 
 
 class GenerativeRegulariser(Function):
@@ -32,26 +30,30 @@ class GenerativeRegulariser(Function):
     ----------
     generator : torch.nn.Module
         :math:`G`, mapping a latent batch (B, d) to images (B, 1, H, W); e.g.
-        ``cil_genreg.models.pretrained("mnist-vae")``. It is put in eval mode.
+        ``cil_genreg.models.pretrained("mnist-vae")``. It runs in eval mode on ``device``;
+        the module passed is never changed (one in training mode or on another device is
+        copied, see :func:`cil_genreg.latent.generator.own_copy`).
     latent_dim : int, optional
         :math:`d`, for a module without a ``latent_dim`` attribute.
     geometry : ImageGeometry, optional
         when given, every input must have this geometry (else a ValueError names both).
     optimiser : {"auto", "bfgs", "lbfgs", "adam"}
         inner optimiser of the latent step (see :class:`~cil_genreg.latent.LatentSolver`).
-    max_iter : int
+    max_iteration : int
         inner iterations per latent step.
-    tol : float
-        relative tolerance of the inner optimiser (the tightest used when ``adaptive_tol``).
-    adaptive_tol : bool
-        follow the outer iteration: the first latent step is solved to ``tol``; then one whose
+    tolerance : float
+        relative tolerance of the inner optimiser (the tightest used when
+        ``adaptive_tolerance``).
+    adaptive_tolerance : bool
+        follow the outer iteration: the first latent step is solved to ``tolerance``; then one
+        whose
         input moved by
         :math:`\delta = \|v_k - v_{k-1}\| / \|v_k\|` since the previous call is solved to
-        :math:`\text{clip}(\delta^2, \text{tol}, \text{tol\_max})` — loose while the outer
+        :math:`\text{clip}(\delta^2, \text{tolerance}, \text{tolerance\_max})` — loose while the outer
         algorithm moves fast, tight as it settles (the inexact-prox idea of Schmidt, Le Roux &
         Bach 2011, where summable inner errors keep the outer rate).
-    tol_max : float
-        the loosest inner tolerance of ``adaptive_tol``.
+    tolerance_max : float
+        the loosest inner tolerance of ``adaptive_tolerance``.
     restarts : int
         random starts per latent step besides the warm start, batched through the generator.
     warm_start : bool
@@ -81,24 +83,26 @@ class GenerativeRegulariser(Function):
     INITS = ("auto", "zeros", "encoder")
 
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
-                 max_iter=50, tol=1e-6, adaptive_tol=True, tol_max=1e-3, restarts=0,
-                 warm_start=True, init="auto", seed=None, device=None, lr=None, threads=1):
+                 max_iteration=50, tolerance=1e-6, adaptive_tolerance=True, tolerance_max=1e-3,
+                 restarts=0, warm_start=True, init="auto", seed=None, device=None, lr=None,
+                 threads=1):
         super().__init__()
-        self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser, max_iter=max_iter,
-                                   tol=tol, lr=lr, restarts=restarts, warm_start=warm_start,
-                                   seed=seed, device=device, threads=threads)
+        self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser,
+                                   max_iter=max_iteration, tol=tolerance, lr=lr,
+                                   restarts=restarts, warm_start=warm_start, seed=seed,
+                                   device=device, threads=threads)
         if init not in self.INITS:
             raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
         encode = getattr(self.generator, "encode", None)
         if init == "encoder" and encode is None:
             raise ValueError(f"init='encoder' but {type(self.generator).__name__} has no "
                              "encode method: use init='zeros'.")
-        self._encode = encode if init in ("auto", "encoder") else None
+        self._use_encoder = encode is not None and init in ("auto", "encoder")
         if geometry is not None:
-            self.solver.generator.check_image_shape(geometry.shape, "geometry")
+            self.solver.adapter.check_image_shape(geometry.shape, "geometry")
         self.geometry = geometry
-        self.adaptive_tol = bool(adaptive_tol)
-        self.tol_max = max(float(tol_max), self.solver.tol)
+        self.adaptive_tolerance = bool(adaptive_tolerance)
+        self.tolerance_max = max(float(tolerance_max), self.solver.tol)
         self._latent = None
         self._last_like = None
         self._previous_target = None
@@ -106,7 +110,7 @@ class GenerativeRegulariser(Function):
     # -- what users read -------------------------------------------------------------------
     @property
     def generator(self):
-        return self.solver.generator.module
+        return self.solver.adapter.module
 
     @property
     def latent_dim(self):
@@ -114,7 +118,7 @@ class GenerativeRegulariser(Function):
 
     @property
     def image_shape(self):
-        return self.solver.generator.image_shape
+        return self.solver.adapter.image_shape
 
     @property
     def device(self):
@@ -190,19 +194,17 @@ class GenerativeRegulariser(Function):
             raise RuntimeError("no latent found yet: call the regulariser, its gradient or its "
                                "proximal map first.")
         with torch.inference_mode():
-            image = self.solver.generator(self._latent)
+            image = self.solver.adapter(self._latent)
         return self._to_container(image, self._last_like, out)
 
     # -- DataContainer <-> batch -----------------------------------------------------------
     def _to_batch(self, x, what="x", finite=True):
-        if not hasattr(x, "as_array"):
-            raise TypeError(f"{what} must be a CIL DataContainer (e.g. ImageData), got "
-                            f"{type(x).__name__}.")
+        check_image(x, what)
         if self.geometry is not None and getattr(x, "geometry", None) is not None \
                 and x.geometry != self.geometry:
             raise ValueError(f"{what} has geometry\n{x.geometry}\nbut this regulariser was "
                              f"built for\n{self.geometry}")
-        self.solver.generator.check_image_shape(x.shape, what)
+        self.solver.adapter.check_image_shape(x.shape, what)
         t = as_tensor(x, device=self.device)
         if finite and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{what} contains NaN or Inf values: check the data and the step "
@@ -210,6 +212,7 @@ class GenerativeRegulariser(Function):
         return t.reshape(-1, 1, *self.image_shape)
 
     def _to_container(self, t, like, out=None):
+        check_out(out, like)
         if out is None:
             geometry = getattr(like, "geometry", None)
             out = geometry.allocate(None) if geometry is not None else like.copy()
@@ -217,34 +220,26 @@ class GenerativeRegulariser(Function):
 
     @staticmethod
     def _check_tau(tau):
-        if not isinstance(tau, numbers.Real) and not (np.ndim(tau) == 0 and np.isreal(tau)):
-            raise TypeError(f"the step size tau must be a positive scalar, got "
-                            f"{type(tau).__name__}.")
-        tau = float(tau)
-        if not tau > 0 or not np.isfinite(tau):
-            raise ValueError(f"the step size tau must be positive and finite, got {tau}.")
-        return tau
+        return check_positive(tau, "the step size tau")
 
     def _initial_latent(self, target, key):
         """The encoder's latent for a target, when there is no warm start to use."""
-        if self._encode is None or key != self.PRIMAL:
+        if not self._use_encoder or key != self.PRIMAL:
             return None
         warm = self.solver.warm_latent(key)
         if warm is not None and warm.shape[0] == target.shape[0]:
             return None
-        with torch.no_grad():
-            code = self._encode(target)
-        return code[0] if isinstance(code, (tuple, list)) else code
+        return encode_mean(self.generator, target)
 
     def _inner_tol(self, target, key):
-        """The tolerance of this latent step (see ``adaptive_tol``)."""
-        if not self.adaptive_tol or key != self.PRIMAL:
+        """The tolerance of this latent step (see ``adaptive_tolerance``)."""
+        if not self.adaptive_tolerance or key != self.PRIMAL:
             return self.solver.tol
         previous, self._previous_target = self._previous_target, target.clone()
         if previous is None or previous.shape != target.shape:
             return self.solver.tol
         moved = ((target - previous).norm() / target.norm().clamp_min(1e-12)).item()
-        return min(self.tol_max, max(self.solver.tol, moved ** 2))
+        return min(self.tolerance_max, max(self.solver.tol, moved ** 2))
 
     def _check_conjugate_mu(self):
         r"""The conjugate's latent maximisation needs the coercive term :math:`\mu\|z\|^2`."""
@@ -256,9 +251,9 @@ class GenerativeRegulariser(Function):
                 "exists. Use mu > 0 for the conjugate (e.g. PDHG's dual objective); the value, "
                 "proximal map (and gradient, where there is one) work with mu = 0.")
 
-    def _solve(self, misfit, target, c, key=PRIMAL, like=None):
+    def _solve(self, misfit, target, latent_weight, key=PRIMAL, like=None):
         z0 = self._initial_latent(target, key)
-        solution = self.solver.solve(misfit, target, c, z0=z0, key=key,
+        solution = self.solver.solve(misfit, target, latent_weight, z0=z0, key=key,
                                      tol=self._inner_tol(target, key))
         if key == self.PRIMAL:
             self._latent = solution.z

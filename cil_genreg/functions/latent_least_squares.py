@@ -1,13 +1,11 @@
 r"""Least squares in latent space: the range method solved directly for :math:`z`."""
-import numbers
-
 import numpy as np
-import torch
 from cil.optimisation.functions import Function
 
 from ..bridge import as_tensor, from_tensor
 from ..generator_operator import GeneratorOperator
-from ..latent import frozen
+from ..latent import jacobian_norm_squared
+from ..validation import check_non_negative
 
 
 class LatentLeastSquares(Function):
@@ -34,7 +32,7 @@ class LatentLeastSquares(Function):
     y : DataContainer
         data, in ``A``'s range geometry.
     c : float
-        scale (CIL's LeastSquares convention).
+        scale (CIL's LeastSquares convention), finite and :math:`\ge 0`.
     latent_dim : int, optional
         for a module without a ``latent_dim`` attribute.
     L : float, optional
@@ -56,14 +54,21 @@ class LatentLeastSquares(Function):
     """
 
     def __init__(self, A, generator, y, c=1.0, latent_dim=None, L=None, device=None, threads=1):
-        if not isinstance(c, numbers.Real):
-            raise TypeError(f"c must be a number, got {type(c).__name__}")
+        c = check_non_negative(c, "c")
+        if not hasattr(y, "as_array") or not hasattr(y, "geometry"):
+            raise TypeError(f"y must be a CIL DataContainer in A's range geometry (e.g. "
+                            f"AcquisitionData), got {type(y).__name__}: wrap an array with "
+                            "A.range_geometry().allocate() and .fill(array).")
         self.generator_operator = GeneratorOperator(generator, latent_dim,
                                                     range_geometry=A.domain_geometry(),
                                                     device=device, threads=threads)
         if tuple(y.shape) != tuple(A.range_geometry().shape):
             raise ValueError(f"y has shape {tuple(y.shape)} but A's range has shape "
                              f"{tuple(A.range_geometry().shape)}.")
+        if y.geometry is not None and y.geometry != A.range_geometry():
+            raise ValueError("y's geometry is not A's range geometry (same shape, other "
+                             "angles, panel or beam): pass data acquired with A's geometry, "
+                             "or build A from y.geometry.")
         if not np.isfinite(y.as_array()).all():
             raise ValueError("y contains NaN or Inf values.")
         self.A = A
@@ -94,8 +99,8 @@ class LatentLeastSquares(Function):
         """
         return self.generator_operator.direct(z, out=out)
 
-    def _residual_of(self, image_tensor):
-        from_tensor(image_tensor, out=self._image)
+    def _data_residual(self):
+        """:math:`A x - y` for the image held in ``self._image``."""
         self.A.direct(self._image, out=self._residual)
         self._residual.subtract(self.y, out=self._residual)
         return self._residual
@@ -119,10 +124,8 @@ class LatentLeastSquares(Function):
         ValueError
             when ``z`` has the wrong length or contains NaN or Inf.
         """
-        spec = self.generator_operator.spec
-        with torch.inference_mode(), spec.threads():
-            image = spec(self.generator_operator.latent_batch(z))
-        return self.c * self._residual_of(image).squared_norm()
+        self.generator_operator.direct(z, out=self._image)
+        return self.c * self._data_residual().squared_norm()
 
     def gradient(self, z, out=None):
         r"""The gradient, a vector–Jacobian product through :math:`G` (autograd):
@@ -142,7 +145,8 @@ class LatentLeastSquares(Function):
             in :attr:`latent_geometry`.
         """
         image, pullback = self.generator_operator.linearise(z)
-        back = self.A.adjoint(self._residual_of(image), out=self._image)
+        from_tensor(image, out=self._image)
+        back = self.A.adjoint(self._data_residual(), out=self._image)
         g = pullback(as_tensor(back, device=image.device).mul_(2.0 * self.c))
         return from_tensor(g, out=out, geometry=self.latent_geometry)
 
@@ -178,24 +182,6 @@ class LatentLeastSquares(Function):
         -------
         float
         """
-        spec = self.generator_operator.spec
-        rng = torch.Generator().manual_seed(seed)
-        d = spec.latent_dim
-        points = [torch.zeros(1, d)] + [torch.randn(1, d, generator=rng) for _ in range(samples)]
-        largest = 0.0
-        with frozen(spec.module), spec.threads():
-            for z in points:
-                z = z.to(spec.device)
-                u = torch.randn(1, d, generator=rng).to(spec.device)
-                u /= u.norm()
-                value = 0.0
-                for _ in range(iterations):
-                    _, ju = torch.func.jvp(spec.module, (z,), (u,))
-                    _, vjp = torch.func.vjp(spec.module, z)
-                    (jtju,) = vjp(ju)
-                    value = jtju.norm().item()
-                    if value == 0.0:
-                        break
-                    u = jtju / value
-                largest = max(largest, value)
+        largest = jacobian_norm_squared(self.generator_operator.adapter, samples, iterations,
+                                        seed)
         return 2.0 * abs(self.c) * self.A.norm() ** 2 * max(largest, 1e-12)

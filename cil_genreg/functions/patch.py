@@ -5,7 +5,7 @@ import math
 import numpy as np
 from cil.optimisation.functions import Function
 
-from ..patch_operator import PatchOperator
+from ..operators.patch_operator import PatchOperator
 from .generative_regulariser import GenerativeRegulariser
 
 

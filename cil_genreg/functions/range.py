@@ -4,7 +4,7 @@ import numbers
 
 import torch
 
-from ..latent import LinearMisfit, SquaredMisfit
+from ..latent import NegatedInnerProduct, SquaredMisfit
 from .generative_regulariser import GenerativeRegulariser
 
 
@@ -17,7 +17,7 @@ class RangeGenerativeRegulariser(GenerativeRegulariser):
     latent norm.
 
     * value: :math:`\|z\|^2` for a latent :math:`z` with :math:`G(z) = x` up to the relative
-      tolerance ``range_tol`` (per slice, :math:`\|G(z) - x\| \le \text{range\_tol}\,\|x\|`),
+      tolerance ``range_tolerance`` (per slice, :math:`\|G(z) - x\| \le \text{range\_tolerance}\,\|x\|`),
       found from the last latent (warm start) or by a penalised fit
       :math:`\min_z \|G(z) - x\|^2/(2\varepsilon) + \|z\|^2` with :math:`\varepsilon` =
       ``fit_epsilon``; :math:`+\infty` when no such :math:`z` is found;
@@ -35,7 +35,7 @@ class RangeGenerativeRegulariser(GenerativeRegulariser):
     ----------
     generator : torch.nn.Module
         :math:`G: (B, d) \to (B, 1, H, W)`.
-    range_tol : float
+    range_tolerance : float
         relative tolerance of :math:`G(z) = x` in the value.
     fit_epsilon : float
         :math:`\varepsilon` of the penalised fit used by the value.
@@ -43,18 +43,18 @@ class RangeGenerativeRegulariser(GenerativeRegulariser):
         latent solver and geometry options of :class:`GenerativeRegulariser`.
     """
 
-    def __init__(self, generator, range_tol=1e-2, fit_epsilon=1e-4, **kwargs):
-        for name, value in (("range_tol", range_tol), ("fit_epsilon", fit_epsilon)):
+    def __init__(self, generator, range_tolerance=1e-2, fit_epsilon=1e-4, **kwargs):
+        for name, value in (("range_tolerance", range_tolerance), ("fit_epsilon", fit_epsilon)):
             if not isinstance(value, numbers.Real) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        self.range_tol = float(range_tol)
+        self.range_tolerance = float(range_tolerance)
         self.fit_epsilon = float(fit_epsilon)
         super().__init__(generator, **kwargs)
 
     def _on_range(self, image, v):
         residual = (image - v).flatten(1).norm(dim=1)
         scale = v.flatten(1).norm(dim=1).clamp_min(1e-12)
-        return bool((residual <= self.range_tol * scale).all())
+        return bool((residual <= self.range_tolerance * scale).all())
 
     def __call__(self, x):
         r"""The value
@@ -62,7 +62,7 @@ class RangeGenerativeRegulariser(GenerativeRegulariser):
         .. math:: R(x) = \|z\|_2^2 \;\text{ for a } z \text{ with } G(z) = x, \qquad
            +\infty \text{ when none is found}
 
-        (:math:`G(z) = x` up to ``range_tol``, per slice; the latent is the last one found, when
+        (:math:`G(z) = x` up to ``range_tolerance``, per slice; the latent is the last one found, when
         it fits, else that of the penalised fit with :math:`\varepsilon` = ``fit_epsilon``).
 
         Parameters
@@ -78,7 +78,7 @@ class RangeGenerativeRegulariser(GenerativeRegulariser):
         z = self.solver.warm_latent(self.PRIMAL)
         if z is not None and z.shape[0] == v.shape[0]:
             with torch.inference_mode():
-                if self._on_range(self.solver.generator(z), v):
+                if self._on_range(self.solver.adapter(z), v):
                     return z.square().sum().item()
         sol = self._solve(SquaredMisfit(0.5 / self.fit_epsilon), v, 1.0, like=x)
         if not self._on_range(sol.image, v):
@@ -142,5 +142,5 @@ class RangeGenerativeRegulariser(GenerativeRegulariser):
         float
         """
         s = self._to_batch(x, "s")
-        sol = self._solve(LinearMisfit(), s, 1.0, key=self.CONJUGATE)
+        sol = self._solve(NegatedInnerProduct(), s, 1.0, key=self.CONJUGATE)
         return -sol.objective.sum().item()

@@ -2,12 +2,13 @@ r"""Torch-only latent solvers (no CIL import): the inner problem of every genera
 
 .. math:: z^* = \underset{z}{\text{argmin}}\; \varphi(v - G(z)) + c\|z\|_2^2 .
 """
-from .generator import GeneratorSpec, resolve_device, frozen
-from .misfits import SquaredMisfit, HuberMisfit, L1Misfit, LinearMisfit
+from .generator import (GeneratorAdapter, encode_mean, frozen, jacobian_norm_squared,
+                        resolve_device)
+from .misfits import SquaredMisfit, HuberMisfit, NegatedInnerProduct
 from .solver import LatentSolver, LatentSolution, SolverStats, OPTIMISERS
 from .quasi_newton import BFGSMemory, LBFGSMemory, batched_quasi_newton
 
-__all__ = ["GeneratorSpec", "resolve_device", "frozen", "SquaredMisfit", "HuberMisfit",
-           "L1Misfit", "LinearMisfit", "LatentSolver", "LatentSolution", "SolverStats",
+__all__ = ["GeneratorAdapter", "resolve_device", "frozen", "encode_mean",
+           "jacobian_norm_squared", "SquaredMisfit", "HuberMisfit", "NegatedInnerProduct", "LatentSolver", "LatentSolution", "SolverStats",
            "OPTIMISERS", "batched_quasi_newton",
            "BFGSMemory", "LBFGSMemory"]

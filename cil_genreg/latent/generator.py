@@ -1,49 +1,26 @@
 """What the package needs to know about a generator ``G: (B, d) -> (B, 1, H, W)``."""
 import contextlib
+import copy
 
 import torch
 
-
-def resolve_device(device=None):
-    """A :class:`torch.device` from ``None`` (CPU), a string or a device, checked to exist.
-
-    Parameters
-    ----------
-    device : None, str or torch.device
-        e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
-
-    Returns
-    -------
-    torch.device
-
-    Raises
-    ------
-    RuntimeError
-        when a CUDA device is asked for and this PyTorch build or machine has none.
-    """
-    if device is None:
-        return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device={str(device)!r} was asked for but torch.cuda.is_available() is False "
-                "(no NVIDIA GPU, or a CPU-only PyTorch build). Pass device='cpu', or install a "
-                "CUDA build of PyTorch on a machine with a GPU.")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"device={str(device)!r} was asked for but only {torch.cuda.device_count()} "
-                "CUDA device(s) exist.")
-    return device
+from ..validation import check_device
 
 
-class GeneratorSpec:
+#: a :class:`torch.device` from ``None`` (CPU), a name or a device, checked to exist
+#: (:func:`cil_genreg.validation.check_device`).
+resolve_device = check_device
+
+
+class GeneratorAdapter:
     """A generator module with its latent dimension and image shape, on one device.
 
     The package's own models carry ``latent_dim`` and ``image_shape``; for a plain
     :class:`torch.nn.Module` pass ``latent_dim`` and the image shape is found by one forward
-    pass of a zero latent. The module is put in eval mode (batch norm and dropout must not
-    change between inner iterations).
+    pass of a zero latent. The generator runs in eval mode on ``device`` (batch norm and dropout
+    must not change between inner iterations); the caller's module is never changed for
+    that: where it is in training mode or on another device, a copy is used
+    (:func:`own_copy`).
 
     Parameters
     ----------
@@ -56,21 +33,20 @@ class GeneratorSpec:
     threads : int or None
         CPU threads torch uses while this package runs the generator (restored afterwards);
         None leaves torch's setting. Default 1: a latent step is many small passes, where
-        the threads' synchronisation costs more than they save (measured on 2 cores, a
-        28x28 decoder's forward and backward pass took 2.6 ms with 1 thread and 160 ms with
-        2 while another process was busy).
+        the threads' synchronisation costs more than they save (benchmarks/README.md has the
+        timings).
 
     Raises
     ------
     TypeError
         when ``generator`` is not a :class:`torch.nn.Module`.
     ValueError
-        when ``latent_dim`` is missing or disagrees with the module's, or the output is not
-        (B, 1, H, W) (or not its declared ``image_shape``).
+        when ``latent_dim`` is missing or disagrees with the module's, the output is not
+        (B, 1, H, W) (or not its declared ``image_shape``) or holds NaN or Inf.
     """
 
     def __init__(self, generator, latent_dim=None, device=None, threads=1):
-        if isinstance(generator, GeneratorSpec):
+        if isinstance(generator, GeneratorAdapter):
             latent_dim = latent_dim or generator.latent_dim
             generator = generator.module
         if threads is not None and int(threads) < 1:
@@ -96,10 +72,14 @@ class GeneratorSpec:
             p = next(generator.parameters(), None)
             device = p.device if p is not None else None
         self.device = resolve_device(device)
-        self.module = generator.to(self.device).eval()
+        self.module = own_copy(generator, self.device)
         self.dtype = torch.float32
         with torch.no_grad(), frozen(self.module):
             probe = self.module(torch.zeros(1, self.latent_dim, device=self.device))
+        if probe.device.type != "meta" and not bool(torch.isfinite(probe).all()):
+            raise ValueError(
+                f"the generator returns NaN or Inf for z = 0: its weights are broken (a "
+                "diverged training?). Train it again (lower --lr) or load another checkpoint.")
         if probe.dim() != 4 or probe.shape[0] != 1 or probe.shape[1] != 1:
             raise ValueError(
                 f"the generator must return images of shape (B, 1, H, W); for a latent batch "
@@ -137,6 +117,28 @@ class GeneratorSpec:
                 "by slice), or a generator trained on images of your size.")
 
 
+def own_copy(module, device):
+    """``module`` itself when it is in eval mode with every parameter and buffer on
+    ``device``; otherwise a deep copy moved there and put in eval mode. The caller's module
+    (its device, weights, ``requires_grad`` flags and training mode) is never changed, so two
+    users of one module on different devices do not disturb each other.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    device : torch.device
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    tensors = list(module.parameters()) + list(module.buffers())
+    if not any(m.training for m in module.modules()) and \
+            all(t.device == device for t in tensors):
+        return module
+    return copy.deepcopy(module).to(device).eval()
+
+
 @contextlib.contextmanager
 def frozen(module):
     """Switch off ``requires_grad`` of the module's parameters for the duration of the block,
@@ -160,3 +162,69 @@ def frozen(module):
     finally:
         for p in params:
             p.requires_grad_(True)
+
+
+def encode_mean(module, images):
+    """The encoder's code of ``images``: the mean of ``encode``'s ``(mu, logvar)`` (a VAE) or
+    its code (an AE), without gradients; None when the module has no encoder (a GAN).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        a generator, with or without an ``encode`` method.
+    images : torch.Tensor
+        (B, 1, H, W) on the module's device.
+
+    Returns
+    -------
+    torch.Tensor or None
+        (B, d).
+    """
+    encode = getattr(module, "encode", None)
+    if encode is None:
+        return None
+    with torch.no_grad():
+        code = encode(images)
+    return code[0] if isinstance(code, (tuple, list)) else code
+
+
+def jacobian_norm_squared(adapter, samples=4, iterations=10, seed=0):
+    r"""A lower estimate of :math:`\max_z \|J_G(z)\|_2^2`: power iteration on
+    :math:`J_G^T J_G` (``torch.func`` jvp and vjp) at :math:`z_0 = 0` and ``samples`` draws
+    :math:`z_k \sim N(0, I)`.
+
+    Parameters
+    ----------
+    adapter : GeneratorAdapter
+    samples : int
+        random latents besides :math:`z = 0`.
+    iterations : int
+        power iterations per latent.
+    seed : int
+        seeds the draws.
+
+    Returns
+    -------
+    float
+        the largest estimate (0 when :math:`G` is constant).
+    """
+    rng = torch.Generator().manual_seed(seed)
+    d = adapter.latent_dim
+    points = [torch.zeros(1, d)] + [torch.randn(1, d, generator=rng) for _ in range(samples)]
+    largest = 0.0
+    with frozen(adapter.module), adapter.threads():
+        for z in points:
+            z = z.to(adapter.device)
+            u = torch.randn(1, d, generator=rng).to(adapter.device)
+            u /= u.norm()
+            value = 0.0
+            for _ in range(iterations):
+                _, ju = torch.func.jvp(adapter.module, (z,), (u,))
+                _, vjp = torch.func.vjp(adapter.module, z)
+                (jtju,) = vjp(ju)
+                value = jtju.norm().item()
+                if value == 0.0:
+                    break
+                u = jtju / value
+            largest = max(largest, value)
+    return largest

@@ -51,15 +51,9 @@ class HuberMisfit:
         return _per_sample_sum(torch.where(a <= d, a.square() / (2 * d), a - d / 2))
 
 
-class L1Misfit:
-    r""":math:`\varphi(r) = \|r\|_1` (non-smooth: the solvers treat it by its subgradient)."""
-
-    def __call__(self, image, target):
-        return _per_sample_sum((target - image).abs())
-
-
-class LinearMisfit:
-    r""":math:`\varphi = -\langle G(z), s\rangle`: the latent maximisation
+class NegatedInnerProduct:
+    r"""Not a misfit but the term of the same slot for a conjugate:
+    :math:`\varphi = -\langle G(z), s\rangle`, the latent maximisation
     :math:`\sup_z \langle G(z), s\rangle - c\|z\|^2` of a convex conjugate, written as a
     minimisation. The ``target`` passed to it is :math:`s`."""
 

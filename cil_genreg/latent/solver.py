@@ -12,7 +12,7 @@ from dataclasses import dataclass, asdict
 
 import torch
 
-from .generator import GeneratorSpec, frozen
+from .generator import GeneratorAdapter, frozen
 from .quasi_newton import BFGSMemory, LBFGSMemory, batched_quasi_newton
 
 #: the ``optimiser`` choices of :class:`LatentSolver`: "auto" (BFGS up to latent dimension 256,
@@ -86,7 +86,7 @@ class LatentSolver:
 
     Parameters
     ----------
-    generator : torch.nn.Module or GeneratorSpec
+    generator : torch.nn.Module or GeneratorAdapter
         ``G: (B, d) -> (B, 1, H, W)``.
     latent_dim : int, optional
         ``d`` when the module does not carry ``latent_dim``.
@@ -103,7 +103,7 @@ class LatentSolver:
     history_size : int
         L-BFGS curvature pairs kept per problem.
     threads : int or None
-        CPU threads while solving (see :class:`GeneratorSpec`); default 1.
+        CPU threads while solving (see :class:`GeneratorAdapter`); default 1.
     lr : float, optional
         step size: 1.0 for L-BFGS (a line search scales it), 0.05 for Adam.
     restarts : int
@@ -123,7 +123,7 @@ class LatentSolver:
     def __init__(self, generator, latent_dim=None, *, optimiser="auto", max_iter=100,
                  tol=1e-6, lr=None, restarts=0, restart_std=1.0, warm_start=True, seed=None,
                  device=None, history_size=8, threads=1):
-        self.generator = GeneratorSpec(generator, latent_dim, device=device, threads=threads)
+        self.adapter = GeneratorAdapter(generator, latent_dim, device=device, threads=threads)
         if optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
         if int(max_iter) < 1:
@@ -151,11 +151,11 @@ class LatentSolver:
 
     @property
     def latent_dim(self):
-        return self.generator.latent_dim
+        return self.adapter.latent_dim
 
     @property
     def device(self):
-        return self.generator.device
+        return self.adapter.device
 
     def reset(self, key=None):
         """Forget the warm start (latent and curvature) of ``key``.
@@ -238,7 +238,7 @@ class LatentSolver:
         extra = self.restart_std * torch.randn(self.restarts * batch, d, generator=self._rng)
         return torch.cat([first, extra.to(self.device)], dim=0)
 
-    def solve(self, misfit, target, c, z0=None, key="default", tol=None):
+    def solve(self, misfit, target, latent_weight, z0=None, key="default", tol=None):
         r"""Solve the batch of latent problems.
 
         Parameters
@@ -247,8 +247,8 @@ class LatentSolver:
             ``misfit(G(z), v) -> (B,)``, see :mod:`cil_genreg.latent.misfits`.
         target : torch.Tensor
             :math:`v`, shape (B, 1, H, W).
-        c : float
-            weight of :math:`\|z\|^2`, :math:`c \ge 0`.
+        latent_weight : float
+            :math:`c \ge 0`, the weight of :math:`\|z\|^2`.
         z0 : torch.Tensor, optional
             (B, d) start used when there is no warm start.
         key : str
@@ -260,6 +260,11 @@ class LatentSolver:
         -------
         LatentSolution
             the best start's result per target.
+
+        Raises
+        ------
+        ValueError
+            when the generator's output (hence the objective) is not finite.
         """
         t0 = time.perf_counter()
         stats = self.stats
@@ -269,8 +274,8 @@ class LatentSolver:
         z = self._starts(batch, z0, key)
         n_starts = z.shape[0] // batch
         target_rep = target.repeat(n_starts, 1, 1, 1) if n_starts > 1 else target
-        c = float(c)
-        G = self.generator.module
+        c = float(latent_weight)
+        G = self.adapter.module
 
         def objective(zz, rows=None):
             stats.generator_calls += 1
@@ -279,11 +284,16 @@ class LatentSolver:
             wanted = target_rep if rows is None else target_rep[rows]
             return misfit(image, wanted) + c * zz.square().sum(dim=1), image
 
-        with torch.enable_grad(), frozen(G), self.generator.threads():
+        with torch.enable_grad(), frozen(G), self.adapter.threads():
             if self.optimiser in ("bfgs", "lbfgs"):
                 z, values, images, iterations = self._run_quasi_newton(z, objective, tol, key)
             else:
                 z, values, images, iterations = self._run_adam(z, objective, tol)
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(
+                "the generator's output became NaN or Inf during the latent step (objective "
+                f"{values.flatten()[:3].tolist()}): its weights or the latent diverged. Check "
+                "the generator (G(z) must be finite for every z), or lower the solver's lr.")
         if n_starts > 1:
             best = values.view(n_starts, batch).argmin(dim=0)
             rows = best * batch + torch.arange(batch, device=best.device)

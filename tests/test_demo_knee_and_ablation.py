@@ -1,6 +1,6 @@
 """The knee demo on fastMRI-like files and the starts ablation, on tiny configurations.
 
-(The shapes, knee-without-data and slice-wise volume demos are tested in test_demos.py.)"""
+(The shapes, knee-without-data and slice-wise volume demos are tested in test_demo_comparisons.py.)"""
 import csv
 import json
 import math
@@ -32,7 +32,7 @@ def test_knee_demo_runs_on_fastmri_files_and_soft_beats_fbp(tmp_path, tiny_check
         ["--data", str(data), "--model", str(tiny_checkpoint), "--size", "28", "--n", "3",
          "--skip-edge-slices", "1", "--angles", "10", "--iterations", "15",
          "--methods", "fbp", "latent", "soft", "--lambdas", '{"latent": [1], "soft": [3, 10]}',
-         "--out", str(out), "--no-progress"])
+         "--out", str(out), "--quiet"])
     assert "hold only 2 slice(s)" in capsys.readouterr().err
     for ext in ("csv", "json", "png"):
         assert (out / f"knee_parallel_10.{ext}").stat().st_size > 0
@@ -107,23 +107,24 @@ def test_ablation_runs_with_backend_and_device_passed_through(tmp_path, tiny_che
                                                               monkeypatch):
     # a smoke run (untrained tiny VAE, 1 digit, 2 iterations) recording what reaches the
     # projector, the FBP and the generative methods
-    from cil_genreg import experiments
+    from cil_genreg import forward, methods
     seen = []
 
     def spy(name):
-        real = getattr(experiments, name)
+        module = methods if name == "reconstruct" else forward
+        real = getattr(module, name)
 
         def wrapped(*args, **kwargs):
             seen.append((name, args[2:4] if name != "reconstruct" else kwargs.get("device")))
             return real(*args, **kwargs)
-        monkeypatch.setattr(experiments, name, wrapped)
+        monkeypatch.setattr(module, name, wrapped)
 
     for name in ("make_projector", "initial_reconstruction", "reconstruct"):
         spy(name)
     result = load_demo("ablation_starts").main(
         ["--n", "1", "--geometry", "parallel", "--iterations", "2", "--restarts", "0",
          "--model", str(tiny_checkpoint), "--backend", "astra", "--device", "cpu",
-         "--out", str(tmp_path), "--no-progress"])
+         "--out", str(tmp_path), "--quiet"])
     assert ("make_projector", ("astra", "cpu")) in seen
     assert ("initial_reconstruction", ("astra", "cpu")) in seen
     assert [d for name, d in seen if name == "reconstruct"].count("cpu") == 4  # the soft runs

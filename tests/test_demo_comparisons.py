@@ -14,7 +14,7 @@ from demo_helpers import best_psnr, load_demo
 def test_mnist_demo_writes_tables_and_figure_and_soft_beats_fbp(tmp_path):
     demo = load_demo("mnist_tomography")
     out = tmp_path / "mnist"
-    result = demo.main(["--quick", "--angles", "10", "--out", str(out), "--no-progress",
+    result = demo.main(["--quick", "--angles", "10", "--out", str(out), "--quiet",
                         "--iterations", "20", "--methods", "fbp", "tv", "soft", "latent"])
     for ext in ("csv", "json", "png"):
         assert (out / f"mnist_parallel_10.{ext}").stat().st_size > 0
@@ -36,7 +36,7 @@ def test_demo_script_help_and_changed_geometry(tmp_path, capsys):
     assert exit_.value.code == 0 and "--geometry" in capsys.readouterr().out
     result = demo.main(["--quick", "--n", "1", "--angles", "10", "--geometry", "fan",
                         "--iterations", "20", "--lambdas", '{"soft": [60]}',
-                        "--methods", "fbp", "soft", "--out", str(tmp_path), "--no-progress"])
+                        "--methods", "fbp", "soft", "--out", str(tmp_path), "--quiet"])
     # fan beam has no CPU FBP in ASTRA: the initial image is CGLS, and soft still beats it
     summary = result["summary"]
     assert best_psnr(summary, "soft") > best_psnr(summary, "cgls") + 3
@@ -55,7 +55,7 @@ def test_shapes_demo_writes_tables_and_soft_beats_fbp(tmp_path):
     demo = load_demo("shapes_tomography")
     result = demo.main(["--quick", "--n", "1", "--angles", "10", "--iterations", "15",
                         "--methods", "fbp", "soft", "--lambdas", '{"soft": [300]}',
-                        "--out", str(tmp_path), "--no-progress"])
+                        "--out", str(tmp_path), "--quiet"])
     for ext in ("csv", "json", "png"):
         assert (tmp_path / f"shapes_parallel_10.{ext}").stat().st_size > 0
     summary = result["summary"]
@@ -75,7 +75,7 @@ def test_volume_demo_one_batch_of_slices(tmp_path):
     demo = load_demo("volume_slicewise")
     result = demo.main(["--quick", "--n", "1", "--slices", "2", "--iterations", "15",
                         "--methods", "fbp", "soft", "--lambdas", '{"soft": [60]}',
-                        "--out", str(tmp_path), "--no-progress"])
+                        "--out", str(tmp_path), "--quiet"])
     for ext in ("csv", "json", "png"):
         assert (tmp_path / f"volume_mnist_parallel_10.{ext}").stat().st_size > 0
     summary = result["summary"]

@@ -1,7 +1,7 @@
-"""Pieces of cil_genreg.experiments that the demo runs do not reach on a CPU-only machine."""
+"""Pieces of the forward problem and the demo command that the demo runs do not reach on a CPU-only machine."""
 import numpy as np
 
-from cil_genreg import experiments
+from cil_genreg import forward
 
 
 class _RecordingFBP:
@@ -22,10 +22,10 @@ class _FakeAstra:
 def test_cuda_reaches_cil_astra_fbp_as_gpu(monkeypatch):
     # CIL's ASTRA FBP knows only 'gpu'; anything else silently takes its CPU branch, which
     # refuses fan beam and 3D ("Cannot process ... without a GPU")
-    monkeypatch.setattr(experiments, "_plugin", lambda backend: _FakeAstra)
+    monkeypatch.setattr(forward, "_plugin", lambda backend: _FakeAstra)
     _RecordingFBP.devices.clear()
     for geometry in ("parallel", "fan"):
-        ig, ag = experiments.make_geometry(16, 6, geometry)
+        ig, ag = forward.make_geometry(16, 6, geometry)
 
         class A:
             def domain_geometry(self):
@@ -33,11 +33,11 @@ def test_cuda_reaches_cil_astra_fbp_as_gpu(monkeypatch):
 
             def range_geometry(self):
                 return ag
-        x, label = experiments.initial_reconstruction(A(), ag.allocate(0), device="cuda")
+        x, label = forward.initial_reconstruction(A(), ag.allocate(0), device="cuda")
         assert label == "FBP" and x.shape == ig.shape
     assert _RecordingFBP.devices == ["gpu", "gpu"]
-    assert experiments._astra_device("cuda:1") == "gpu"
-    assert experiments._astra_device("cpu") == "cpu"
+    assert forward._astra_device("cuda:1") == "gpu"
+    assert forward._astra_device("cpu") == "cpu"
 
 
 def test_cli_demo_refuses_tigre_and_cuda_here_with_what_to_do(tmp_path, capsys):
@@ -64,5 +64,5 @@ def test_demo_shows_a_progress_bar_unless_asked_not_to(tmp_path, capsys):
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "parallel 10 angles" in err and "100%" in err  # tqdm over the runs, to the end
-    assert main(args + ["--quiet"]) == 0
+    assert main(args + ["--quiet", "--overwrite"]) == 0  # the same --out: asked to replace
     assert "100%" not in capsys.readouterr().err

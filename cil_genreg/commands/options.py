@@ -1,0 +1,158 @@
+"""The command-line options that ``cil-genreg demo`` and the scripts in ``demos/`` share, built
+in one place so that each option has one name, one meaning and one help text."""
+import argparse
+import json
+import sys
+
+from ..forward import GEOMETRIES, check_backend
+from ..methods import ALL_METHODS, METHODS
+from ..validation import DeviceUnavailableError
+
+
+def add_run_options(p, model, out, seed_help="seed of the image choice and the noise"):
+    """``--model``, ``--out``, ``--backend``, ``--device``, ``--seed``, ``--quiet`` (no
+    progress bars) and ``--overwrite`` (replace an earlier run's outputs in ``--out``).
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+    model : str
+        the default model (a shipped name or a checkpoint).
+    out : str
+        the default output folder.
+    seed_help : str
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``p``.
+    """
+    p.add_argument("--model", default=model,
+                   help="a shipped model name or a checkpoint written by `cil-genreg train`")
+    p.add_argument("--out", default=out, help="output folder")
+    p.add_argument("--backend", default="astra", choices=("astra", "tigre"),
+                   help="projector: ASTRA (2D on CPU or GPU) or TIGRE (GPU only)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="projector and generator device")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in --out (refused without it)")
+    return p
+
+
+def add_comparison_options(p, n, angles=(10, 30), iterations=100, methods=METHODS,
+                           geometries=GEOMETRIES):
+    """``--n``, ``--angles``, ``--geometry``, ``--iterations``, ``--methods`` and ``--start``
+    of a comparison of methods on held-out images.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+    n : int
+        default number of images.
+    angles : tuple of int
+        default numbers of projection angles.
+    iterations : int
+        default FISTA iterations.
+    methods : tuple of str
+        the default methods.
+    geometries : tuple of str
+        the forward problems offered.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``p``.
+    """
+    p.add_argument("--n", type=int, default=n, help="number of held-out test images")
+    p.add_argument("--angles", type=int, nargs="+", default=list(angles),
+                   help="numbers of projection angles")
+    p.add_argument("--geometry", nargs="+", default=["parallel"], choices=geometries,
+                   help="forward problems: parallel beam over 180°, limited angle (parallel "
+                   "over 90°), fan beam over 360° (same generator: no retraining)")
+    p.add_argument("--iterations", type=int, default=iterations,
+                   help="FISTA iterations per method")
+    p.add_argument("--methods", nargs="+", default=list(methods), choices=ALL_METHODS,
+                   help="fbp, tv, latent (range in latent space), range, soft, sparse")
+    p.add_argument("--start", default="tv", choices=("fbp", "tv"),
+                   help="start of the generative methods: the TV image at the discrepancy "
+                   "principle's λ (no ground truth; its encoding for the latent range method), "
+                   "or the FBP image (as good in parallel beam, poor in limited angle)")
+    return p
+
+
+def comparison_parser(description, n, out, model, angles=(10, 30), geometries=GEOMETRIES):
+    """The parser of a comparison demo (``demos/*_tomography.py``): the comparison and run
+    options, with ``--noise``, ``--lambdas`` and ``--quick``.
+
+    Parameters
+    ----------
+    description : str
+    n : int
+        default number of images.
+    out : str
+        default output folder.
+    model : str
+        default model.
+    angles : tuple of int
+    geometries : tuple of str
+        the forward problems offered.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_comparison_options(p, n, angles, geometries=geometries)
+    p.add_argument("--noise", type=float, default=0.05,
+                   help="Gaussian noise σ as a fraction of the sinogram maximum")
+    p.add_argument("--lambdas", type=json.loads, default=None,
+                   help='λ grids per method as JSON, e.g. \'{"soft": [30, 100]}\'')
+    p.add_argument("--quick", action="store_true",
+                   help="at most 2 images, 30 iterations, 2 λ per method: a smoke run")
+    return add_run_options(p, model, out)
+
+
+def chosen_lambdas(args, grids, quick_grids):
+    """The λ grids of a demo run: ``grids`` (or ``quick_grids`` with ``--quick``, which also
+    caps images and iterations) updated by ``--lambdas``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        parsed by :func:`comparison_parser` (``n`` and ``iterations`` capped with ``--quick``).
+    grids, quick_grids : dict
+        method → λ grid.
+
+    Returns
+    -------
+    dict
+    """
+    lambdas = dict(quick_grids if args.quick else grids)
+    if args.quick:
+        args.n, args.iterations = min(args.n, 2), min(args.iterations, 30)
+    lambdas.update({k: tuple(v) for k, v in (args.lambdas or {}).items()})
+    return lambdas
+
+
+def backend_refusal(args):
+    """For a demo's ``main``: None when ``args.backend`` / ``args.device`` can run here, else
+    print ``error: ...`` (what to do instead) and return the exit status 1.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        with ``backend`` and ``device``.
+
+    Returns
+    -------
+    None or int
+    """
+    try:
+        check_backend(args.backend, args.device)
+    except DeviceUnavailableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return None

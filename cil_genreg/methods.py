@@ -1,0 +1,154 @@
+r"""The reconstruction methods, one call each: :func:`reconstruct` with the method's name, and
+one table of default weights (:data:`LAMBDAS`, :data:`MU`).
+
+Every method solves :math:`\min_x \|Ax - y\|^2 + \lambda R(x)` with CIL's FISTA from a start
+image (or from its encoding, for the latent range method):
+
+* ``tv``: :math:`R = \mathrm{TV}` (CIL's ``TotalVariation``);
+* ``soft``, ``sparse``, ``range``: the generative regularisers of this package;
+* ``latent``: the range method in latent space, :math:`\min_z \|A G(z) - y\|^2 + \lambda\|z\|^2`
+  (``LatentLeastSquares``), image :math:`G(z)`.
+
+``fbp`` (the initial reconstruction, :func:`cil_genreg.forward.initial_reconstruction`) is
+listed with them for the comparisons and the command line.
+"""
+from ._cil import require_cil
+
+require_cil()
+from .functions import (LatentLeastSquares, RangeGenerativeRegulariser, SliceWiseFunction,
+                        SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser)
+from .functions.patch import patch_prior_for
+from .validation import check_positive
+
+METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
+#: methods a comparison runs when asked (``--methods ... hybrid``): TV + soft together
+EXTRA_METHODS = ("hybrid",)
+ALL_METHODS = METHODS + EXTRA_METHODS
+LABELS = {"fbp": "FBP", "tv": "TV", "latent": "range (latent)", "range": "range",
+          "soft": "soft", "sparse": "sparse deviations", "hybrid": "TV + soft"}
+#: λ per method, tuned on MNIST at 5 % noise: the grid of a full comparison (5 values), the
+#: three of ``cil-genreg demo``, the two of a ``--quick`` run, and the one default of
+#: ``cil-genreg reconstruct``
+LAMBDAS = {
+    "tv": {"grid": (0.3, 1.0, 2.0, 4.0, 8.0), "demo": (1.0, 2.0, 4.0), "quick": (1.0, 4.0),
+           "default": 2.0},
+    "latent": {"grid": (0.1, 0.3, 1.0, 3.0, 10.0), "demo": (0.3, 1.0, 3.0),
+               "quick": (0.3, 3.0), "default": 1.0},
+    "range": {"grid": (0.03, 0.1, 0.3, 1.0, 3.0), "demo": (0.1, 0.3, 1.0), "quick": (0.3, 1.0),
+              "default": 0.3},
+    "soft": {"grid": (10.0, 30.0, 60.0, 100.0, 200.0), "demo": (30.0, 60.0, 100.0),
+             "quick": (30.0, 100.0), "default": 60.0},
+    "sparse": {"grid": (1.0, 3.0, 10.0, 30.0, 100.0), "demo": (10.0, 30.0, 100.0),
+               "quick": (10.0, 30.0), "default": 30.0},
+    "hybrid": {"grid": (3.0, 10.0, 30.0), "demo": (10.0, 30.0), "quick": (10.0,),
+               "default": 10.0},
+}
+#: the latent weight μ of soft and sparse (and of the hybrid's soft part)
+MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
+#: the hybrid's TV weight, as a fraction of the λ the discrepancy principle chose for TV alone
+#: on the same data (the hybrid's own λ grid is that of its generative part)
+HYBRID_TV_FRACTION = 0.5
+
+
+def lambda_grids(kind="grid"):
+    """The λ of each method from :data:`LAMBDAS`.
+
+    Parameters
+    ----------
+    kind : str
+        "grid", "demo", "quick" (tuples) or "default" (one float).
+
+    Returns
+    -------
+    dict
+        method → its λ (grid).
+    """
+    return {method: row[kind] for method, row in LAMBDAS.items()}
+
+
+def load_generator(name_or_path):
+    """A shipped model by name (``models.available_pretrained()``) or a checkpoint path.
+
+    Parameters
+    ----------
+    name_or_path : str
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    from . import models
+    if name_or_path in models.available_pretrained():
+        return models.pretrained(name_or_path)
+    return models.load(name_or_path)
+
+
+def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=None,
+                callbacks=None, tv_per_slice=False, lam_tv=None, **solver_options):
+    """One reconstruction by ``method`` (see :data:`METHODS`) with weight ``lam``.
+
+    Parameters
+    ----------
+    method : str
+        "tv", "soft", "sparse", "range" (the regulariser, under FISTA) or "latent"
+        (``LatentLeastSquares`` + :math:`\\lambda\\|z\\|^2` under FISTA).
+    A, y : the projector and the data.
+    lam : float
+    generator : torch.nn.Module, for the generative methods.
+    x0 : DataContainer, the start (default: zeros).
+    iterations : int, FISTA iterations.
+    mu : float, the latent weight of soft / sparse (default :data:`MU`).
+    callbacks : list, CIL callbacks (e.g. a progress bar).
+    tv_per_slice : bool, for a volume: 2D TV of each slice instead of 3D TV.
+    lam_tv : float, the TV weight of "hybrid" (``lam`` is its generative weight; see
+        :func:`cil_genreg.hybrid.hybrid_fista`).
+
+    A generator of images smaller than the reconstruction (a patch model) regularises it
+    through the moving tiles of a :class:`~cil_genreg.PatchGenerativeRegulariser` (soft,
+    sparse, range, hybrid).
+    """
+    from cil.optimisation.algorithms import FISTA
+    from cil.optimisation.functions import L2NormSquared, LeastSquares, TotalVariation
+    if method not in ALL_METHODS or method == "fbp":
+        raise ValueError(f"method must be one of {ALL_METHODS[1:]}, got {method!r}")
+    if method != "tv" and generator is None:
+        raise ValueError(f"method {method!r} needs a generator")
+    lam = check_positive(lam, "lam")
+    ig = A.domain_geometry()
+    if method == "hybrid":
+        from .hybrid import hybrid_fista
+        return hybrid_fista(A, y, lam_tv, lam, generator, x0=x0, iterations=iterations,
+                            mu=MU["hybrid"] if mu is None else mu, callbacks=callbacks,
+                            **solver_options)
+    if method == "latent":
+        f = LatentLeastSquares(A, generator, y, **solver_options)
+        algo = FISTA(initial=_encoded(x0, f), f=f, g=lam * L2NormSquared(),
+                     update_objective_interval=iterations)
+        algo.run(iterations, verbose=0, callbacks=callbacks)
+        return f.image(algo.solution)
+    if method == "tv":
+        g = TotalVariation(max_iteration=10, warm_start=True)
+        if tv_per_slice and len(ig.shape) == 3:
+            g = SliceWiseFunction(lambda: TotalVariation(max_iteration=10, warm_start=True),
+                                  ig.shape[0])
+    elif method == "soft":
+        g = SoftGenerativeRegulariser(generator, mu=MU["soft"] if mu is None else mu,
+                                      **solver_options)
+    elif method == "sparse":
+        g = SparseDeviationGenerativeRegulariser(generator, mu=MU["sparse"] if mu is None else mu,
+                                                 **solver_options)
+    else:
+        g = RangeGenerativeRegulariser(generator, **solver_options)
+    if method != "tv":
+        g = patch_prior_for(g, ig)
+    algo = FISTA(initial=x0 if x0 is not None else ig.allocate(0), f=LeastSquares(A, y),
+                 g=lam * g, update_objective_interval=iterations)
+    algo.run(iterations, verbose=0, callbacks=callbacks)
+    return algo.solution
+
+
+def _encoded(x0, f):
+    """The start of the latent method: the encoder's mean of the initial image when the
+    generator has an encoder (a VAE / AE), else z = 0 (the prior's mean)."""
+    code = None if x0 is None else f.generator_operator.encode(x0)
+    return code if code is not None else f.latent_geometry.allocate(0)

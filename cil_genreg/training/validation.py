@@ -1,0 +1,73 @@
+"""Held-out scores of a model during training: the encoder-decoder reconstruction PSNR (VAE,
+AE) or, for a generator without an encoder (a GAN), the latent-fit PSNR."""
+import torch
+
+from ..metrics import batch_psnr
+
+
+def latent_fit_psnr(generator, data, n=32, steps=100):
+    r"""Mean PSNR (dB) of :math:`G(z^*)` against held-out images, with
+    :math:`z^* = \arg\min_z \|G(z) - x\|^2 + 10^{-3}\|z\|^2` by Adam from :math:`z = 0`: the
+    held-out error of a generator without an encoder (a GAN).
+
+    Parameters
+    ----------
+    generator : torch.nn.Module
+        (B, d) -> (B, 1, H, W) with ``latent_dim``.
+    data : torch.Tensor (N, 1, H, W) or (N, H, W)
+        held-out images in [0, 1]; the first ``n`` are fitted.
+    n, steps : int
+        images fitted and Adam steps (kept small: this runs every epoch).
+
+    Returns
+    -------
+    float
+    """
+    from ..evaluation import latent_fit
+    return float(latent_fit(generator, data[:n], steps=steps, progress=False)[2].mean())
+
+
+@torch.no_grad()
+def reconstruction_psnr(model, data, batch_size=256):
+    """Mean PSNR (dB) of ``G(mu(x))`` (VAE) or ``G(E(x))`` (AE) over ``data`` (N, 1, H, W).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        a VAE or Autoencoder with ``reconstruct``.
+    data : torch.Tensor
+        (N, 1, H, W) in [0, 1].
+    batch_size : int
+
+    Returns
+    -------
+    float
+    """
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    values = []
+    for i in range(0, len(data), batch_size):
+        x = data[i:i + batch_size].to(device)
+        values.append(batch_psnr(model.reconstruct(x), x).cpu())
+    model.train(was)
+    return float(torch.cat(values).mean())
+
+
+def validation_psnr(net, arch, x_val):
+    """The held-out PSNR (dB) reported each epoch: :func:`latent_fit_psnr` for a GAN, else
+    :func:`reconstruction_psnr`.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    arch : str
+        "vae", "ae" or "gan".
+    x_val : torch.Tensor
+        held-out images (N, 1, H, W).
+
+    Returns
+    -------
+    float
+    """
+    return latent_fit_psnr(net, x_val) if arch == "gan" else reconstruction_psnr(net, x_val)
