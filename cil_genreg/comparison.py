@@ -11,6 +11,7 @@ from .datasets import held_out_digits
 from .forward import add_noise, initial_reconstruction, make_geometry, make_projector
 from .methods import METHODS, MU, lambda_grids, load_generator, reconstruct
 from .metrics import psnr, ssim
+from .output_safety import check_output_files
 from .parameter_choice import discrepancy_principle
 from .reports import GEOMETRY_TITLES, comparison_figure, format_table, save_results
 
@@ -161,7 +162,7 @@ def summarise(rows):
 def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05,
                      iterations=100, methods=METHODS, model="mnist-vae", lambdas=None,
                      out=os.path.join("outputs", "mnist"), backend="astra", device="cpu",
-                     seed=0, progress=True, echo=print, start_from="tv"):
+                     seed=0, progress=True, echo=print, start_from="tv", overwrite=False):
     """The comparison on held-out MNIST digits, for each geometry and angle count:
     tables (``mnist_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in
     ``out``; the tables and soft's margin over TV are printed. Returns the summary rows."""
@@ -171,17 +172,22 @@ def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05
                           backend=backend, device=device, seed=seed, progress=progress,
                           echo=echo, meta={"model": model, "data": "MNIST test split",
                                            "start": start_from},
-                          targets=SOFT_OVER_TV_TARGET, start_from=start_from, title="MNIST")
+                          targets=SOFT_OVER_TV_TARGET, start_from=start_from, title="MNIST",
+                          overwrite=overwrite)
 
 
 def run_comparison(images, generator, name, angles=(10, 30), geometries=("parallel",),
                    noise=0.05, iterations=100, methods=METHODS, lambdas=None, out="outputs",
                    backend="astra", device="cpu", seed=0, progress=True, echo=print,
-                   meta=None, targets=None, title=None, mu=None, start_from="tv"):
+                   meta=None, targets=None, title=None, mu=None, start_from="tv",
+                   overwrite=False):
     """:func:`compare` for each geometry and angle count, with the outputs: tables
     (``NAME_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in ``out``;
     the tables and soft's margin over TV are printed (``targets``: angles → dB soft should
-    beat TV by, in parallel beam). Returns the summary rows."""
+    beat TV by, in parallel beam). Existing outputs of the same name in ``out`` are refused,
+    before anything runs, unless ``overwrite``. Returns the summary rows."""
+    check_output_files(out, output_names(name, geometries, angles) + ["summary.json"],
+                       overwrite=overwrite)
     summary = []
     label = title or name
     for geometry in geometries:
@@ -212,6 +218,12 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
                        summary=summary), f, indent=1)
     echo(f"\ntables, figures and summary.json written to {out}")
     return summary
+
+
+def output_names(name, geometries, angles, kinds=(".csv", ".json", ".png")):
+    """The files :func:`run_comparison` (and the demos) write per geometry and angle count:
+    ``NAME_GEOMETRY_ANGLES.csv/.json/.png``."""
+    return [f"{name}_{g}_{a}{kind}" for g in geometries for a in angles for kind in kinds]
 
 
 def soft_over_tv(summary, choice="best", method="soft"):

@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .latent import encode_mean, frozen
+from .latent.generator import own_copy
 from .datasets._common import image_batch
 from .metrics import batch_psnr
 from .models import VAE
@@ -178,7 +179,7 @@ def evaluate_model(generator, images, n=100, out_dir=None, reg=1e-3, steps=500, 
     if tuple(x.shape[2:]) != tuple(getattr(generator, "image_shape", x.shape[2:])):
         raise ValueError(f"images are {tuple(x.shape[2:])} but the generator makes "
                          f"{tuple(generator.image_shape)}; resize them first.")
-    generator.eval()
+    generator = own_copy(generator, device)  # in eval mode; the caller's module is unchanged
     z_fit, fitted, p = latent_fit(generator, x[:, 0], reg=reg, steps=steps, lr=lr,
                                   progress=progress)
     report = {"info": dict(info or {}), "n_images": int(len(x)),

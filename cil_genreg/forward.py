@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .operators import SliceWiseOperator
+from .validation import DeviceUnavailableError
 
 GEOMETRIES = ("parallel", "limited", "fan")
 
@@ -75,7 +76,7 @@ def _plugin(backend):
             import tigre  # noqa: F401  (cil.plugins.tigre imports without it, then fails later)
             import cil.plugins.tigre as plugin
         except ImportError as err:
-            raise RuntimeError(
+            raise DeviceUnavailableError(
                 "backend='tigre' needs TIGRE, a conda package that runs on an NVIDIA GPU: "
                 "`conda install -c ccpi tigre` on a machine with CUDA, or use backend='astra' "
                 "(its 2D projectors run on the CPU).") from err
@@ -92,7 +93,7 @@ def make_projector(ig, ag, backend="astra", device="cpu"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     plugin = _plugin(backend)
     if backend == "tigre" and device == "cpu":
-        raise RuntimeError("TIGRE runs on an NVIDIA GPU only: pass --device cuda on a machine "
+        raise DeviceUnavailableError("TIGRE runs on an NVIDIA GPU only: pass --device cuda on a machine "
                            "with one, or use --backend astra on the CPU.")
     if len(ig.shape) == 3 and backend == "astra" and device == "cpu":
         return SliceWiseOperator.parallel(ig, ag)
@@ -116,7 +117,7 @@ def _check_astra_gpu():
     except Exception:  # noqa: BLE001 - any failure means: no usable CUDA in ASTRA
         ok = False
     if not ok:
-        raise RuntimeError("device='cuda' needs ASTRA built with CUDA and an NVIDIA GPU "
+        raise DeviceUnavailableError("device='cuda' needs ASTRA built with CUDA and an NVIDIA GPU "
                            "(astra.use_cuda() is False here): use --device cpu.")
 
 
@@ -157,12 +158,12 @@ def check_backend(backend, device):
     """Fail early, with what to do, when the projector backend cannot run here."""
     _plugin(backend)
     if backend == "tigre" and device == "cpu":
-        raise RuntimeError("TIGRE runs on an NVIDIA GPU only: pass --device cuda on a machine "
+        raise DeviceUnavailableError("TIGRE runs on an NVIDIA GPU only: pass --device cuda on a machine "
                            "with one, or use --backend astra on the CPU.")
     if device == "cuda":
         import torch
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda but torch sees no GPU (torch.cuda.is_available() "
+            raise DeviceUnavailableError("--device cuda but torch sees no GPU (torch.cuda.is_available() "
                                "is False): use --device cpu.")
         if backend == "astra":
             _check_astra_gpu()

@@ -17,6 +17,7 @@ from ._cil import require_cil
 require_cil()
 from .functions import (LatentLeastSquares, RangeGenerativeRegulariser, SliceWiseFunction,
                         SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser)
+from .validation import check_positive
 
 METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
 LABELS = {"fbp": "FBP", "tv": "TV", "latent": "range (latent)", "range": "range",
@@ -97,6 +98,7 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
         raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}")
     if method != "tv" and generator is None:
         raise ValueError(f"method {method!r} needs a generator")
+    lam = check_positive(lam, "lam")
     ig = A.domain_geometry()
     if method == "latent":
         f = LatentLeastSquares(A, generator, y, **solver_options)

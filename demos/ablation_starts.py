@@ -85,6 +85,8 @@ def main(argv=None):
     refusal = options.backend_refusal(args)
     if refusal:
         return refusal
+    from cil_genreg.output_safety import check_output_files
+    check_output_files(args.out, ["ablation.csv", "ablation.json"], overwrite=args.overwrite)
     dev = args.device
     G = methods.load_generator(args.model).to(dev)
     digits = datasets.held_out_digits(args.n, args.seed)
@@ -149,5 +151,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

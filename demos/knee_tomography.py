@@ -99,6 +99,7 @@ def main(argv=None):
         noise=args.noise, iterations=args.iterations, methods=args.methods, lambdas=lambdas,
         out=args.out, backend=args.backend, device=args.device, seed=args.seed,
         progress=not args.quiet, title="fastMRI knee", start_from=args.start,
+        overwrite=args.overwrite,
         meta={"model": args.model, "data": os.path.abspath(args.data)})
     print("\nthe talk's numbers (its knee model and noise; PSNR in dB):")
     for count, row in TALK.items():
@@ -107,5 +108,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

@@ -41,10 +41,10 @@ def main(argv=None):
         n=args.n, angles=args.angles, geometries=args.geometry, noise=args.noise,
         iterations=args.iterations, methods=args.methods, model=args.model, lambdas=lambdas,
         out=args.out, backend=args.backend, device=args.device, seed=args.seed,
-        progress=not args.quiet, start_from=args.start)
+        progress=not args.quiet, start_from=args.start, overwrite=args.overwrite)
     return {"summary": summary, "out": args.out}
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

@@ -49,11 +49,11 @@ def main(argv=None):
         geometries=args.geometry, noise=args.noise, iterations=args.iterations,
         methods=args.methods, lambdas=lambdas, out=args.out, backend=args.backend,
         device=args.device, seed=args.seed, progress=not args.quiet, mu=MU,
-        start_from=args.start,
+        start_from=args.start, overwrite=args.overwrite,
         meta={"model": args.model, "data": "shapes, held-out stream"}, title="shapes")
     return {"summary": summary, "out": args.out}
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

@@ -86,6 +86,10 @@ def main(argv=None):
     refusal = options.backend_refusal(args)
     if refusal:
         return refusal
+    from cil_genreg.comparison import output_names
+    from cil_genreg.output_safety import check_output_files
+    check_output_files(args.out, output_names(f"volume_{args.dataset}", args.geometry,
+                                              args.angles), overwrite=args.overwrite)
     generator = methods.load_generator(args.model)
     volumes = volume_slices(args.dataset, args.n, args.slices, args.seed)
     summary = []
@@ -111,5 +115,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    from cil_genreg.cli import script_status
+    sys.exit(script_status(main))

@@ -64,5 +64,5 @@ def test_demo_shows_a_progress_bar_unless_asked_not_to(tmp_path, capsys):
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "parallel 10 angles" in err and "100%" in err  # tqdm over the runs, to the end
-    assert main(args + ["--quiet"]) == 0
+    assert main(args + ["--quiet", "--overwrite"]) == 0  # the same --out: asked to replace
     assert "100%" not in capsys.readouterr().err

@@ -160,6 +160,7 @@ class CircleGenerator(torch.nn.Module):
         pq = torch.linalg.qr(torch.randn(16, 2, generator=torch.Generator().manual_seed(0)))[0]
         self.register_buffer("pq", pq.T.contiguous())
         self.batch_sizes, self.inputs = [], []
+        self.eval()  # as a loaded model: the solver runs it as is (a training-mode one is copied)
 
     def forward(self, z):
         self.batch_sizes.append(z.shape[0])

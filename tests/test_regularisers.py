@@ -329,13 +329,14 @@ def test_encoder_start_is_used_once_then_the_warm_start():
         np.testing.assert_allclose(R.latent[0], z_true[0].numpy() / (1 + 2e-3), atol=1e-2)
     # the encoder lands next to the answer: far fewer inner iterations than from z = 0
     assert iterations["encoder"] < iterations["zeros"]
-    G.encoded = 0
     R = RangeGenerativeRegulariser(G, init="auto")
+    counted = R.generator  # the regulariser's own (eval-mode) copy of G: it counts the calls
+    counted.encoded = 0
     R.proximal(x, 1e-3)
     R.proximal(x, 1e-3)
-    assert G.encoded == 1  # the second prox starts from the warm start, not the encoder
+    assert counted.encoded == 1  # the second prox starts from the warm start, not the encoder
     R.reset()
     R.proximal(x, 1e-3)
-    assert G.encoded == 2  # reset() forgets the warm start
+    assert counted.encoded == 2  # reset() forgets the warm start
     with pytest.raises(ValueError, match="no encode method"):
         RangeGenerativeRegulariser(LinearGenerator(), init="encoder")

@@ -19,13 +19,16 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from ..comparison import mnist_comparison
+    from ..comparison import mnist_comparison, output_names
     from ..forward import check_backend
     from ..methods import lambda_grids
+    from ..output_safety import check_output_files
+    check_output_files(args.out, output_names("mnist", args.geometry, args.angles)
+                       + ["summary.json"], overwrite=args.overwrite)
     check_backend(args.backend, args.device)
     mnist_comparison(n=args.n, angles=args.angles, geometries=args.geometry,
                      iterations=args.iterations, methods=args.methods, model=args.model,
                      lambdas=lambda_grids("demo"), out=args.out, backend=args.backend,
                      device=args.device, seed=args.seed, progress=not args.quiet,
-                     start_from=args.start)
+                     start_from=args.start, overwrite=args.overwrite)
     return 0

@@ -2,8 +2,12 @@
 import json
 import os
 
+from ..output_safety import check_output_files
+
 NAME = "evaluate-model"
 HELP = "measure a generator on held-out images: latent fit, samples, interpolation, latents"
+#: what it writes into --out
+REPORT_FILES = ("report.json", "evaluation.png")
 
 
 def add_parser(subparsers):
@@ -23,6 +27,8 @@ def add_parser(subparsers):
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace report.json / evaluation.png of an earlier run in --out")
     return p
 
 
@@ -35,6 +41,8 @@ def run(args):
     from ..latent import resolve_device
     from ._data import load_data
 
+    check_output_files(args.out, REPORT_FILES, overwrite=args.overwrite,
+                       inputs=[args.checkpoint, args.data])
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

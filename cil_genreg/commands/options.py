@@ -6,11 +6,12 @@ import sys
 
 from ..forward import GEOMETRIES, check_backend
 from ..methods import METHODS
+from ..validation import DeviceUnavailableError
 
 
 def add_run_options(p, model, out, seed_help="seed of the image choice and the noise"):
-    """``--model``, ``--out``, ``--backend``, ``--device``, ``--seed`` and ``--quiet`` (no
-    progress bars).
+    """``--model``, ``--out``, ``--backend``, ``--device``, ``--seed``, ``--quiet`` (no
+    progress bars) and ``--overwrite`` (replace an earlier run's outputs in ``--out``).
 
     Parameters
     ----------
@@ -35,6 +36,8 @@ def add_run_options(p, model, out, seed_help="seed of the image choice and the n
                    help="projector and generator device")
     p.add_argument("--seed", type=int, default=0, help=seed_help)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in --out (refused without it)")
     return p
 
 
@@ -149,7 +152,7 @@ def backend_refusal(args):
     """
     try:
         check_backend(args.backend, args.device)
-    except RuntimeError as err:
+    except DeviceUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return None

@@ -10,12 +10,16 @@ import os
 
 import numpy as np
 
+from ..methods import METHODS, lambda_grids
+from ..output_safety import check_output_file
+from ..validation import check_finite_array
+
 NAME = "reconstruct"
 HELP = "reconstruct an image from a sinogram by FBP, TV or a generative regulariser"
 
-from ..methods import METHODS, lambda_grids
-
 DEFAULT_LAMBDA = lambda_grids("default")
+#: the image files ``--out`` can write
+IMAGE_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
 
 
 def add_parser(subparsers):
@@ -54,6 +58,11 @@ def add_parser(subparsers):
     p.add_argument("--backend", default="astra", choices=("astra", "tigre"))
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", required=True, help="output image: .npy, .tif/.tiff or .png")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out (never one of the inputs)")
+    p.add_argument("--angles-unit", choices=("degree", "radian"),
+                   help="unit of the --angles file (default degree; angles that all lie within "
+                   "2π are refused as likely radians unless the unit is given)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -67,19 +76,22 @@ def read_sinogram(args):
     if not os.path.exists(path):
         raise FileNotFoundError(f"--data {path!r} does not exist.")
     if path.lower().endswith((".nxs", ".nx", ".nexus")):
-        from cil.io import NEXUSDataReader
-        data = NEXUSDataReader(file_name=path).read()
+        data = _read_nexus(path)
         ag = data.geometry
         if ag is None or not hasattr(ag, "geom_type"):
             raise ValueError(f"{path!r} holds no AcquisitionData (an acquisition geometry).")
         if ag.dimension != "2D":
             raise ValueError(f"{path!r} is a {ag.dimension} acquisition; `reconstruct` takes 2D "
                              "data (use demos/volume_slicewise.py for volumes).")
+        check_finite_array(data, f"--data {path!r}")
         size = args.image_size or _default_size(args, ag.pixel_num_h)
+        check_model_size(args, size)
         return data, ImageGeometry(voxel_num_x=size, voxel_num_y=size)
     if not path.lower().endswith(".npy"):
         raise ValueError(f"--data must be a .npy sinogram or a CIL NeXus .nxs file, got {path!r}")
-    sino = np.load(path).astype(np.float32)
+    sino = _load_array(path, "--data")
+    check_finite_array(sino, f"--data {path!r}")
+    sino = sino.astype(np.float32)
     if sino.ndim != 2:
         raise ValueError(f"the sinogram must be 2D (angles × detector pixels), got shape "
                          f"{sino.shape}.")
@@ -87,17 +99,21 @@ def read_sinogram(args):
     if panel != sino.shape[1]:
         raise ValueError(f"--panel {panel} but the sinogram has {sino.shape[1]} detector pixels.")
     size = args.image_size or _default_size(args, panel)
+    check_model_size(args, size)
+    check_fits_panel(size, panel, args.geometry)
     if args.angles is not None:
-        angles = (np.loadtxt(args.angles) if args.angles.endswith(".txt")
-                  else np.load(args.angles)).astype(np.float32).ravel()
+        angles = read_angles(args.angles, args.angles_unit)
+        if len(angles) != sino.shape[0]:
+            raise ValueError(f"--angles {args.angles!r} holds {len(angles)} angle(s) but the "
+                             f"sinogram has {sino.shape[0]} rows (one per angle).")
         ig, ag = forward.make_geometry(size, len(angles), args.geometry, panel=panel)
         ag.set_angles(angles)
     elif args.angles_deg is not None:
         ig, ag = forward.make_geometry(size, args.angles_deg, args.geometry, panel=panel)
-        if args.geometry == "fan":
-            ag.set_panel(panel)  # the file's panel, as given
     else:
         raise ValueError("give the angles: --angles ANGLES.npy (degrees) or --angles-deg N.")
+    if args.geometry == "fan":
+        ag.set_panel(panel)  # the file's panel, as given (make_geometry magnifies its own)
     if tuple(ag.shape) != sino.shape:
         raise ValueError(f"the geometry has data shape {tuple(ag.shape)} (angles × pixels) but "
                          f"the sinogram has shape {sino.shape}: check --angles / --panel.")
@@ -106,42 +122,124 @@ def read_sinogram(args):
     return data, ig
 
 
-def _default_size(args, panel):
-    if args.method not in ("fbp", "tv"):
+def _load_array(path, what):
+    """An array from ``.npy`` (or text for ``.txt``), a clear error for an unreadable file."""
+    try:
+        return np.loadtxt(path, ndmin=1) if path.lower().endswith(".txt") else np.load(path)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{what} {path!r} is not a readable "
+                         f"{'text' if path.lower().endswith('.txt') else '.npy'} array "
+                         f"({type(err).__name__}: {err}).") from None
+
+
+def _read_nexus(path):
+    """AcquisitionData from a CIL NeXus file; a clear error for a corrupt or foreign file."""
+    from cil.io import NEXUSDataReader
+    try:
+        return NEXUSDataReader(file_name=path).read()
+    except Exception as err:  # noqa: BLE001 - h5py/CIL raise many kinds for a bad file
+        raise ValueError(f"--data {path!r} is not a readable CIL NeXus file "
+                         f"({type(err).__name__}: {err}); write it with "
+                         "cil.io.NEXUSDataWriter, or pass a .npy sinogram.") from None
+
+
+#: the magnification of :func:`cil_genreg.forward.make_geometry`'s fan beam, (4 + 2) / 4
+FAN_MAGNIFICATION = 1.5
+#: the largest |angle| of an ``--angles`` file taken as degrees without ``--angles-unit``.
+RADIAN_LIKE = 2 * math.pi + 1e-3
+
+
+def read_angles(path, unit=None):
+    """Projection angles in degrees from ``--angles PATH``: finite, at least one, and not
+    (silently) radians: when every angle lies within 2π and ``unit`` is None they are refused.
+
+    Raises
+    ------
+    ValueError
+        for an unreadable file, NaN/Inf angles, or radian-like angles without ``unit``.
+    """
+    angles = _load_array(path, "--angles")
+    check_finite_array(angles, f"--angles {path!r}")
+    angles = angles.astype(np.float64).ravel()
+    if angles.size == 0:
+        raise ValueError(f"--angles {path!r} holds no angles.")
+    if unit == "radian":
+        return np.degrees(angles).astype(np.float32)
+    if unit is None and angles.size > 1 and np.abs(angles).max() <= RADIAN_LIKE:
+        raise ValueError(f"--angles {path!r}: every angle lies within 2π (largest "
+                         f"{np.abs(angles).max():.3g}), so they look like radians, but "
+                         "--angles takes degrees: pass --angles-unit radian to convert them, "
+                         "or --angles-unit degree if they really are degrees.")
+    return angles.astype(np.float32)
+
+
+def check_fits_panel(size, panel, geometry):
+    """Refuse an image wider than the detector sees (for the fan beam: magnified)."""
+    magnification = FAN_MAGNIFICATION if geometry == "fan" else 1.0
+    if size * magnification > panel:
+        raise ValueError(f"a {size}x{size} image does not fit the {panel}-pixel panel"
+                         f"{' (magnified 1.5x by the fan beam)' if magnification > 1 else ''}: "
+                         "pass a smaller --image-size, or use a model made for images of "
+                         f"at most {int(panel / magnification)} pixels.")
+
+
+def check_model_size(args, size):
+    """Refuse, before any computation, an image size the generative method's model cannot
+    make (the model is loaded once and kept for the run)."""
+    if args.method in ("fbp", "tv"):
+        return
+    side = _model_side(args)
+    if side != size:
+        raise ValueError(f"--image-size {size} but the model {args.model!r} makes "
+                         f"{side}x{side} images: leave --image-size out, or use a model "
+                         f"trained on {size}x{size} images.")
+
+
+def _model_side(args):
+    """The image side of ``--model``, loaded once (kept as ``args._generator`` for the run)."""
+    if getattr(args, "_generator", None) is None:
         from ..methods import load_generator
         args._generator = load_generator(args.model)
-        return int(args._generator.image_shape[-1])
-    return int(math.floor(panel / math.sqrt(2)))
+    return int(args._generator.image_shape[-1])
+
+
+def _default_size(args, panel):
+    if args.method not in ("fbp", "tv"):
+        return _model_side(args)
+    return int(math.floor(panel / math.sqrt(2) / (FAN_MAGNIFICATION if args.geometry == "fan"
+                                                  else 1.0)))
 
 
 def write_image(image, path):
     """Write a 2D array to ``.npy`` (as is), ``.tif``/``.tiff`` (float32) or ``.png`` (clipped
-    to [0, 1], 8 bit)."""
+    to [0, 1], 8 bit), atomically: a file it replaces is never left half written."""
+    from ..models.checkpoints import atomic_write
+
     low = path.lower()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if low.endswith(".npy"):
-        np.save(path, image)
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.save(f, image)
     elif low.endswith((".tif", ".tiff")):
-        try:
+        def write(tmp):
             import tifffile
-            tifffile.imwrite(path, image.astype(np.float32))
-        except ImportError:
-            from PIL import Image
-            Image.fromarray(image.astype(np.float32), mode="F").save(path)
+            tifffile.imwrite(tmp, image.astype(np.float32))
     elif low.endswith(".png"):
-        from PIL import Image
-        Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(path)
+        def write(tmp):
+            from PIL import Image
+            Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(
+                tmp, format="PNG")
     else:
         raise ValueError(f"--out must end in .npy, .tif, .tiff or .png, got {path!r}")
-    return path
+    return atomic_write(path, write)
 
 
 def run(args):
     from .. import forward, methods
     from ..parameter_choice import discrepancy_principle
 
-    if args.out and not args.out.lower().endswith((".npy", ".tif", ".tiff", ".png")):
-        raise ValueError(f"--out must end in .npy, .tif, .tiff or .png, got {args.out!r}")
+    check_output_file(args.out, overwrite=args.overwrite, suffixes=IMAGE_SUFFIXES,
+                      inputs=[args.data, args.angles, args.model])
     y, ig = read_sinogram(args)
     A = forward.make_projector(ig, y.geometry, args.backend, args.device)
     x0, label = forward.initial_reconstruction(A, y, args.backend, args.device)

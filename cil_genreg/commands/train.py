@@ -2,6 +2,8 @@
 import shlex
 import sys
 
+from ..output_safety import check_output_file
+
 NAME = "train"
 HELP = "train a generative model (vae, ae, gan) on a dataset"
 
@@ -51,9 +53,13 @@ def run(args):
     import numpy as np
 
     from ..latent import resolve_device
-    from ..training import train
+    from ..training import STATE_SUFFIX, train
     from ._data import load_data
 
+    for path in (args.out, args.out + STATE_SUFFIX):
+        check_output_file(path, overwrite=args.resume or args.overwrite,
+                          inputs=[args.data, args.mnist_path],
+                          overwrite_flag="--resume (to continue that run) or --overwrite")
     resolve_device(args.device)
     images, info = load_data(args.data, "train", n=args.n, size=args.size, seed=args.seed,
                              mnist_path=args.mnist_path, augment=args.augment, patch=args.patch)
@@ -63,6 +69,9 @@ def run(args):
         rng = np.random.default_rng(args.seed)
         perm = rng.permutation(len(images))
         k = max(1, int(round(args.val_fraction * len(images))))
+        if k >= len(images):
+            raise ValueError(f"--val-fraction {args.val_fraction:g} of {len(images)} image(s) "
+                             "leaves none to train on: use more images or a smaller fraction.")
         val, images = images[perm[:k]], images[perm[k:]]
         info["validation"] = f"{k} images of the train split (seed {args.seed})"
     command = "cil-genreg " + shlex.join(getattr(args, "_argv", sys.argv[1:]))

@@ -16,6 +16,23 @@ def _scaled(a):
 
 def _read_file(path):
     """The image(s) of one file (8-bit ones scaled to [0, 1]); colour becomes grey."""
+    return _scaled(_read_raw(path))
+
+
+def _read_raw(path):
+    """The image(s) of one file as stored; a clear error, naming it, when it cannot be read."""
+    try:
+        a = _decode(path)
+    except Exception as err:  # noqa: BLE001 - PIL and tifffile raise many kinds for bad files
+        raise ValueError(f"cannot read image file {path!r} ({type(err).__name__}: {err}): it "
+                         "is truncated or corrupt; replace or remove it.") from None
+    if a.size == 0:
+        raise ValueError(f"image file {path!r} holds no image (no pages or pixels): it is "
+                         "truncated or corrupt; replace or remove it.")
+    return a
+
+
+def _decode(path):
     ext = os.path.splitext(path)[1].lower()
     if ext in (".tif", ".tiff"):
         import tifffile
@@ -23,13 +40,13 @@ def _read_file(path):
         a = tifffile.imread(path)
         if a.ndim == 3 and a.shape[-1] in (3, 4):
             a = a[..., :3].mean(-1).astype(a.dtype)
-        return _scaled(a)
+        return a
     from PIL import Image
 
     with Image.open(path) as im:
         if im.mode not in ("L", "I;16", "I", "F"):
             im = im.convert("L")  # colour, palette or 1-bit: 8-bit grey
-        return _scaled(np.asarray(im))
+        return np.asarray(im)
 
 
 def image_folder(path, size=None):
@@ -63,7 +80,17 @@ def image_folder(path, size=None):
                            if f.lower().endswith(EXTENSIONS))
             if not files:
                 raise FileNotFoundError(f"no image files ({', '.join(EXTENSIONS)}) in {path!r}.")
-            arrays = [_read_file(f) for f in files]
+            raw = [_read_raw(f) for f in files]
+            depths = {}
+            for f, r in zip(files, raw):
+                depths.setdefault(str(r.dtype) if r.dtype.kind in "uib" else "float", f)
+            if len(depths) > 1:
+                raise ValueError(f"images in {path!r} mix bit depths ("
+                                 + ", ".join(f"{d} e.g. {os.path.basename(f)!r}"
+                                             for d, f in depths.items())
+                                 + "), so no one intensity scale fits them all: convert them "
+                                 "to one depth first.")
+            arrays = [_scaled(r) for r in raw]
             shapes = {a.shape for a in arrays}
             if len(shapes) > 1:
                 raise ValueError(f"images in {path!r} differ in shape ({sorted(shapes)}); "

@@ -10,14 +10,12 @@ for the generator (a 2D image is a batch of one; a 3D volume of shape (slices, H
 of its slices, regularised slice by slice through the generator in one pass), checks them, runs
 the latent solver, and writes results back into CIL containers.
 """
-import numbers
-
-import numpy as np
 import torch
 from cil.optimisation.functions import Function
 
 from ..bridge import as_tensor, from_tensor
 from ..latent import LatentSolver, encode_mean
+from ..validation import check_image, check_out, check_positive
 
 
 class GenerativeRegulariser(Function):
@@ -32,7 +30,9 @@ class GenerativeRegulariser(Function):
     ----------
     generator : torch.nn.Module
         :math:`G`, mapping a latent batch (B, d) to images (B, 1, H, W); e.g.
-        ``cil_genreg.models.pretrained("mnist-vae")``. It is put in eval mode.
+        ``cil_genreg.models.pretrained("mnist-vae")``. It runs in eval mode on ``device``;
+        the module passed is never changed (one in training mode or on another device is
+        copied, see :func:`cil_genreg.latent.generator.own_copy`).
     latent_dim : int, optional
         :math:`d`, for a module without a ``latent_dim`` attribute.
     geometry : ImageGeometry, optional
@@ -171,9 +171,7 @@ class GenerativeRegulariser(Function):
 
     # -- DataContainer <-> batch -----------------------------------------------------------
     def _to_batch(self, x, what="x", finite=True):
-        if not hasattr(x, "as_array"):
-            raise TypeError(f"{what} must be a CIL DataContainer (e.g. ImageData), got "
-                            f"{type(x).__name__}.")
+        check_image(x, what)
         if self.geometry is not None and getattr(x, "geometry", None) is not None \
                 and x.geometry != self.geometry:
             raise ValueError(f"{what} has geometry\n{x.geometry}\nbut this regulariser was "
@@ -186,6 +184,7 @@ class GenerativeRegulariser(Function):
         return t.reshape(-1, 1, *self.image_shape)
 
     def _to_container(self, t, like, out=None):
+        check_out(out, like)
         if out is None:
             geometry = getattr(like, "geometry", None)
             out = geometry.allocate(None) if geometry is not None else like.copy()
@@ -193,13 +192,7 @@ class GenerativeRegulariser(Function):
 
     @staticmethod
     def _check_tau(tau):
-        if not isinstance(tau, numbers.Real) and not (np.ndim(tau) == 0 and np.isreal(tau)):
-            raise TypeError(f"the step size tau must be a positive scalar, got "
-                            f"{type(tau).__name__}.")
-        tau = float(tau)
-        if not tau > 0 or not np.isfinite(tau):
-            raise ValueError(f"the step size tau must be positive and finite, got {tau}.")
-        return tau
+        return check_positive(tau, "the step size tau")
 
     def _initial_latent(self, target, key):
         """The encoder's latent for a target, when there is no warm start to use."""

@@ -1,12 +1,11 @@
 r"""Least squares in latent space: the range method solved directly for :math:`z`."""
-import numbers
-
 import numpy as np
 from cil.optimisation.functions import Function
 
 from ..bridge import as_tensor, from_tensor
 from ..generator_operator import GeneratorOperator
 from ..latent import jacobian_norm_squared
+from ..validation import check_non_negative
 
 
 class LatentLeastSquares(Function):
@@ -33,7 +32,7 @@ class LatentLeastSquares(Function):
     y : DataContainer
         data, in ``A``'s range geometry.
     c : float
-        scale (CIL's LeastSquares convention).
+        scale (CIL's LeastSquares convention), finite and :math:`\ge 0`.
     latent_dim : int, optional
         for a module without a ``latent_dim`` attribute.
     L : float, optional
@@ -55,14 +54,21 @@ class LatentLeastSquares(Function):
     """
 
     def __init__(self, A, generator, y, c=1.0, latent_dim=None, L=None, device=None, threads=1):
-        if not isinstance(c, numbers.Real):
-            raise TypeError(f"c must be a number, got {type(c).__name__}")
+        c = check_non_negative(c, "c")
+        if not hasattr(y, "as_array") or not hasattr(y, "geometry"):
+            raise TypeError(f"y must be a CIL DataContainer in A's range geometry (e.g. "
+                            f"AcquisitionData), got {type(y).__name__}: wrap an array with "
+                            "A.range_geometry().allocate() and .fill(array).")
         self.generator_operator = GeneratorOperator(generator, latent_dim,
                                                     range_geometry=A.domain_geometry(),
                                                     device=device, threads=threads)
         if tuple(y.shape) != tuple(A.range_geometry().shape):
             raise ValueError(f"y has shape {tuple(y.shape)} but A's range has shape "
                              f"{tuple(A.range_geometry().shape)}.")
+        if y.geometry is not None and y.geometry != A.range_geometry():
+            raise ValueError("y's geometry is not A's range geometry (same shape, other "
+                             "angles, panel or beam): pass data acquired with A's geometry, "
+                             "or build A from y.geometry.")
         if not np.isfinite(y.as_array()).all():
             raise ValueError("y contains NaN or Inf values.")
         self.A = A

@@ -1,7 +1,6 @@
 r"""The soft generative regulariser: images close to the range of the generator."""
-import numbers
-
 from ..latent import NegatedInnerProduct, SquaredMisfit
+from ..validation import check_non_negative
 from .generative_regulariser import GenerativeRegulariser
 
 
@@ -45,9 +44,7 @@ class SoftGenerativeRegulariser(GenerativeRegulariser):
     """
 
     def __init__(self, generator, mu=0.01, **kwargs):
-        if not isinstance(mu, numbers.Real) or mu < 0:
-            raise ValueError(f"mu must be a non-negative number, got {mu!r}")
-        self.mu = float(mu)
+        self.mu = check_non_negative(mu, "mu")
         super().__init__(generator, **kwargs)
 
     def _fit(self, x):

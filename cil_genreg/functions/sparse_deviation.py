@@ -5,6 +5,7 @@ import numbers
 import torch
 
 from ..latent import HuberMisfit, NegatedInnerProduct
+from ..validation import check_non_negative
 from .generative_regulariser import GenerativeRegulariser
 
 
@@ -64,11 +65,9 @@ class SparseDeviationGenerativeRegulariser(GenerativeRegulariser):
     """
 
     def __init__(self, generator, mu=0.01, value_delta=1e-3, **kwargs):
-        if not isinstance(mu, numbers.Real) or mu < 0:
-            raise ValueError(f"mu must be a non-negative number, got {mu!r}")
         if not isinstance(value_delta, numbers.Real) or not value_delta > 0:
             raise ValueError(f"value_delta must be a positive number, got {value_delta!r}")
-        self.mu = float(mu)
+        self.mu = check_non_negative(mu, "mu")
         self.value_delta = float(value_delta)
         super().__init__(generator, **kwargs)
 

@@ -1,40 +1,15 @@
 """What the package needs to know about a generator ``G: (B, d) -> (B, 1, H, W)``."""
 import contextlib
+import copy
 
 import torch
 
+from ..validation import check_device
 
-def resolve_device(device=None):
-    """A :class:`torch.device` from ``None`` (CPU), a string or a device, checked to exist.
 
-    Parameters
-    ----------
-    device : None, str or torch.device
-        e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
-
-    Returns
-    -------
-    torch.device
-
-    Raises
-    ------
-    RuntimeError
-        when a CUDA device is asked for and this PyTorch build or machine has none.
-    """
-    if device is None:
-        return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device={str(device)!r} was asked for but torch.cuda.is_available() is False "
-                "(no NVIDIA GPU, or a CPU-only PyTorch build). Pass device='cpu', or install a "
-                "CUDA build of PyTorch on a machine with a GPU.")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"device={str(device)!r} was asked for but only {torch.cuda.device_count()} "
-                "CUDA device(s) exist.")
-    return device
+#: a :class:`torch.device` from ``None`` (CPU), a name or a device, checked to exist
+#: (:func:`cil_genreg.validation.check_device`).
+resolve_device = check_device
 
 
 class GeneratorAdapter:
@@ -42,8 +17,10 @@ class GeneratorAdapter:
 
     The package's own models carry ``latent_dim`` and ``image_shape``; for a plain
     :class:`torch.nn.Module` pass ``latent_dim`` and the image shape is found by one forward
-    pass of a zero latent. The module is put in eval mode (batch norm and dropout must not
-    change between inner iterations).
+    pass of a zero latent. The generator runs in eval mode on ``device`` (batch norm and dropout
+    must not change between inner iterations); the caller's module is never changed for
+    that: where it is in training mode or on another device, a copy is used
+    (:func:`own_copy`).
 
     Parameters
     ----------
@@ -64,8 +41,8 @@ class GeneratorAdapter:
     TypeError
         when ``generator`` is not a :class:`torch.nn.Module`.
     ValueError
-        when ``latent_dim`` is missing or disagrees with the module's, or the output is not
-        (B, 1, H, W) (or not its declared ``image_shape``).
+        when ``latent_dim`` is missing or disagrees with the module's, the output is not
+        (B, 1, H, W) (or not its declared ``image_shape``) or holds NaN or Inf.
     """
 
     def __init__(self, generator, latent_dim=None, device=None, threads=1):
@@ -95,10 +72,14 @@ class GeneratorAdapter:
             p = next(generator.parameters(), None)
             device = p.device if p is not None else None
         self.device = resolve_device(device)
-        self.module = generator.to(self.device).eval()
+        self.module = own_copy(generator, self.device)
         self.dtype = torch.float32
         with torch.no_grad(), frozen(self.module):
             probe = self.module(torch.zeros(1, self.latent_dim, device=self.device))
+        if probe.device.type != "meta" and not bool(torch.isfinite(probe).all()):
+            raise ValueError(
+                f"the generator returns NaN or Inf for z = 0: its weights are broken (a "
+                "diverged training?). Train it again (lower --lr) or load another checkpoint.")
         if probe.dim() != 4 or probe.shape[0] != 1 or probe.shape[1] != 1:
             raise ValueError(
                 f"the generator must return images of shape (B, 1, H, W); for a latent batch "
@@ -134,6 +115,28 @@ class GeneratorAdapter:
                 f"{what} has shape {shape}. Use an ImageGeometry of {self.image_shape} (2D) or "
                 f"(slices, {self.image_shape[0]}, {self.image_shape[1]}) (3D, regularised slice "
                 "by slice), or a generator trained on images of your size.")
+
+
+def own_copy(module, device):
+    """``module`` itself when it is in eval mode with every parameter and buffer on
+    ``device``; otherwise a deep copy moved there and put in eval mode. The caller's module
+    (its device, weights, ``requires_grad`` flags and training mode) is never changed, so two
+    users of one module on different devices do not disturb each other.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    device : torch.device
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    tensors = list(module.parameters()) + list(module.buffers())
+    if not any(m.training for m in module.modules()) and \
+            all(t.device == device for t in tensors):
+        return module
+    return copy.deepcopy(module).to(device).eval()
 
 
 @contextlib.contextmanager

@@ -230,6 +230,11 @@ class LatentSolver:
         -------
         LatentSolution
             the best start's result per target.
+
+        Raises
+        ------
+        ValueError
+            when the generator's output (hence the objective) is not finite.
         """
         t0 = time.perf_counter()
         stats = self.stats
@@ -254,6 +259,11 @@ class LatentSolver:
                 z, values, images, iterations = self._run_quasi_newton(z, objective, tol, key)
             else:
                 z, values, images, iterations = self._run_adam(z, objective, tol)
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(
+                "the generator's output became NaN or Inf during the latent step (objective "
+                f"{values.flatten()[:3].tolist()}): its weights or the latent diverged. Check "
+                "the generator (G(z) must be finite for every z), or lower the solver's lr.")
         if n_starts > 1:
             best = values.view(n_starts, batch).argmin(dim=0)
             rows = best * batch + torch.arange(batch, device=best.device)

@@ -11,20 +11,23 @@ The header's ``__metadata__`` (string -> string) holds one key, ``"cil_genreg"``
      "metadata": {... dataset, split, epochs, held-out error, training command, ...}}
 
 The tensors are the model's ``state_dict`` (encoder and decoder for a VAE/AE, the generator of
-a GAN). :func:`load` checks everything before building the model and refuses, with an error
-that names the problem and what to do: a pickle / ``torch.save`` file (never unpickled), a
-truncated or corrupt file, a file without cil_genreg metadata, an unknown architecture, and
-weights that do not match the metadata (missing, unexpected or mis-shaped tensors).
+a GAN). :func:`load` checks everything before building the model (:mod:`.header` reads the
+header without trusting it) and refuses, with an error that names the problem and what to do:
+a pickle / ``torch.save`` file (never unpickled), a truncated or corrupt file, a folder, FIFO or
+device, a file without cil_genreg metadata, an unknown architecture, a config out of bounds,
+weights that do not match the metadata (missing, unexpected or mis-shaped tensors: compared on
+the header before any model is built, so a small file cannot make :func:`load` allocate a large
+model), and weights holding NaN or Inf.
 """
 import json
-import io
 import os
-import struct
 import tempfile
 
 import torch
 
 from .architectures import ARCHITECTURES, INTENSITY_RANGE, build
+from ..validation import check_device
+from .header import CheckpointError, check_config, checkpoint_path, read_header
 
 #: value of ``"format"`` in the metadata of every checkpoint this module writes.
 FORMAT = "cil_genreg.generator"
@@ -32,10 +35,6 @@ FORMAT = "cil_genreg.generator"
 FORMAT_VERSION = 1
 #: the key of the safetensors ``__metadata__`` entry that holds the cil_genreg JSON.
 META_KEY = "cil_genreg"
-
-
-class CheckpointError(ValueError):
-    """A file that :func:`load` refuses to load; the message says why and what to do."""
 
 
 def atomic_write(path, write):
@@ -87,6 +86,13 @@ def save(generator, path, metadata=None):
     -------
     str
         the path written.
+
+    Raises
+    ------
+    TypeError
+        for a model that is not one of the package's, or metadata that is not JSON.
+    ValueError
+        when the weights hold NaN or Inf (nothing is written).
     """
     from safetensors.torch import save_file
 
@@ -99,84 +105,12 @@ def save(generator, path, metadata=None):
     except TypeError as err:
         raise TypeError(f"metadata must be JSON-serialisable: {err}") from None
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and
+              not bool(torch.isfinite(v).all())]
+    if broken:
+        raise ValueError(f"not saving {path!r}: the weights hold NaN or Inf ({broken[0]}); a "
+                         "model like that reconstructs nothing (did its training diverge?).")
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: text}))
-
-
-def _is_text_protocol_pickle(path):
-    """Protocol 0/1 pickles have no magic bytes: read the start as pickle opcodes
-    (``pickletools.genops`` parses, never executes). A safetensors file fails at once: its
-    8-byte header length holds zero bytes, which are no opcode."""
-    import itertools
-    import pickletools
-    with open(path, "rb") as f:
-        start = f.read(4096)
-    try:
-        ops = list(itertools.islice(pickletools.genops(io.BytesIO(start)), 8))
-    except Exception:  # noqa: BLE001 - any parse failure: not a pickle
-        return False
-    return len(ops) == 8 or (ops and ops[-1][0].name == "STOP")
-
-
-def _refuse_pickle(path, head):
-    is_zip = head[:4] == b"PK\x03\x04"
-    is_pickle = (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or \
-        _is_text_protocol_pickle(path)
-    if is_zip or is_pickle:
-        raise CheckpointError(
-            f"{path!r} is a {'torch.save (zip/pickle)' if is_zip else 'pickle'} file, not a "
-            "safetensors checkpoint. Loading a pickle can run arbitrary code, so cil_genreg does "
-            "not unpickle it. If you trust where it came from, convert it once: build the model "
-            "with cil_genreg.models.build(...), load its weights with torch.load(path, "
-            "weights_only=True) and write a safe checkpoint with cil_genreg.models.save(model, "
-            "'model.safetensors').")
-
-
-def read_header(path):
-    """The safetensors header of ``path`` (tensor table and ``__metadata__``), fully validated.
-
-    Raises
-    ------
-    CheckpointError
-        for a pickle, a truncated or corrupt file.
-    FileNotFoundError
-        when ``path`` does not exist.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist. Train one with "
-                                "`cil-genreg train ... --out PATH`, or use "
-                                "cil_genreg.models.pretrained(name).")
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        _refuse_pickle(path, head)
-        corrupt = (f"{path!r} is truncated or corrupt (not a complete safetensors file): "
-                   "write it again (e.g. rerun training with --resume, or download it again).")
-        if len(head) < 8:
-            raise CheckpointError(corrupt + f" It has only {size} bytes.")
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8 or n > 100_000_000:
-            raise CheckpointError(corrupt + f" Its header claims {n} bytes; the file has {size}.")
-        raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-    except (UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(corrupt + f" Its header is not valid JSON ({err}).") from None
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            start, stop = info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(corrupt + f" Tensor {name!r} has no data offsets.") from None
-        end = max(end, int(stop))
-    if 8 + n + end != size:
-        raise CheckpointError(corrupt + f" The tensors need {8 + n + end} bytes; the file has "
-                              f"{size}.")
-    return header
 
 
 def read_metadata(path):
@@ -214,17 +148,16 @@ def read_metadata(path):
     try:
         meta = json.loads(meta)
         config = meta["config"]
-        arch = config["arch"]
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path!r}: the cil_genreg metadata is malformed ({err!r}); "
                               "save the model again with cil_genreg.models.save.") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path!r}: metadata format {meta.get('format')!r} is not "
                               f"{FORMAT!r}.")
-    if arch not in ARCHITECTURES:
-        raise CheckpointError(
-            f"{path!r}: unknown architecture {arch!r} in the metadata (this version knows "
-            f"{list(ARCHITECTURES)}). Upgrade cil_genreg, or check the file's origin.")
+    check_config(config, repr(path))
+    if not isinstance(meta.get("metadata", {}), dict):
+        raise CheckpointError(f"{path!r}: the cil_genreg metadata's 'metadata' entry is not a "
+                              "JSON object; save the model again with cil_genreg.models.save.")
     return meta
 
 
@@ -246,31 +179,59 @@ def load(path, map_location="cpu"):
     Raises
     ------
     CheckpointError
-        for a pickle file (never unpickled), a truncated/corrupt file, missing metadata, an unknown
-        architecture, or weights that do not match the metadata.
+        for a pickle file (never unpickled), a truncated/corrupt file, a device or FIFO, missing
+        or malformed metadata, an unknown architecture, a config out of bounds, weights that do
+        not match the metadata (checked on the header, before any model is built) and weights
+        holding NaN or Inf.
+    FileNotFoundError, IsADirectoryError
+        when nothing, or a folder, is at ``path``.
+    TypeError
+        when ``path`` is None, bytes or not a path.
+    ValueError, RuntimeError
+        for an unknown ``map_location``, or a GPU this machine does not have
+        (:func:`cil_genreg.validation.check_device`).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = os.fspath(path)
+    path = checkpoint_path(path)
+    map_location = check_device(map_location)
+    header = read_header(path)
     meta = read_metadata(path)
     config = dict(meta["config"])
     arch = config.pop("arch")
     try:
-        model = build(arch, **config)
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            expected = {k: tuple(v.shape) for k, v in build(arch, **config).state_dict().items()}
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path!r}: the metadata's config {meta['config']} does not "
                               f"describe a valid model ({err}).") from None
+    stored = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    _check_tensors_match(path, meta, expected, stored,
+                         [k for k, v in header.items() if k != "__metadata__" and
+                          v["dtype"] != "F32"])
+    model = build(arch, **config)
     try:
-        tensors = load_file(path, device=str(map_location))
+        tensors = load_file(path, device="cpu")  # checked on the CPU, then moved
     except (SafetensorError, OSError, RuntimeError) as err:
         raise CheckpointError(f"{path!r} is corrupt ({err}); write it again.") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [f"{k}: file {tuple(tensors[k].shape)}, model {tuple(expected[k].shape)}"
-             for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
+    broken = [k for k, t in tensors.items() if not bool(torch.isfinite(t).all())]
+    if broken:
+        raise CheckpointError(
+            f"{path!r}: the weights hold NaN or Inf ({broken[:3]}{' ...' if len(broken) > 3 else ''})"
+            ": the training that wrote it diverged. Train again with a lower --lr.")
+    model.load_state_dict(tensors)
+    model.metadata = meta.get("metadata", {})
+    return model.to(map_location).eval()
+
+
+def _check_tensors_match(path, meta, expected, stored, not_f32):
+    """The header's tensor names, shapes and dtypes against the model the config describes."""
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    wrong = [f"{k}: file {stored[k]}, model {expected[k]}"
+             for k in expected if k in stored and stored[k] != expected[k]]
+    if missing or unexpected or wrong or not_f32:
         parts = []
         if missing:
             parts.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
@@ -279,13 +240,12 @@ def load(path, map_location="cpu"):
                          f"{' ...' if len(unexpected) > 5 else ''}")
         if wrong:
             parts.append("shape mismatches " + "; ".join(wrong[:5]))
+        if not_f32:
+            parts.append(f"tensors not float32 {not_f32[:5]}")
         raise CheckpointError(
             f"{path!r}: the weights do not match the metadata ({meta['config']}): "
             + ", ".join(parts) + ". The file was edited or its metadata belongs to another "
             "model; save the model again with cil_genreg.models.save.")
-    model.load_state_dict(tensors)
-    model.metadata = meta.get("metadata", {})
-    return model.to(map_location).eval()
 
 
 def update_metadata(path, **entries):

@@ -32,7 +32,15 @@ temporary file then ``os.replace``; an interrupted run loses at most the epoch i
 optimiser moments and random stream, so an interrupted run of ``epochs`` epochs, resumed with
 the same arguments, ends with the same weights as an uninterrupted one. Resuming with a larger
 ``epochs`` extends a run; the cosine learning-rate schedule is then spread over the new total.
+Without the state file, ``resume`` continues from the weights in ``PATH`` (a fresh optimiser,
+said on stderr); a checkpoint already trained for ``epochs`` epochs is never rewritten.
+
+While it runs, a training holds ``PATH + ".lock"``
+(:class:`~cil_genreg.output_safety.OutputLock`): a second training into the same ``PATH`` is
+refused. A loss or weights that turn NaN or Inf stop it with
+:class:`~.guards.TrainingDivergedError`; nothing non-finite is written (:mod:`.guards`).
 """
+from .guards import TrainingDivergedError
 from .state import STATE_SUFFIX, load_state, save_state
 from .steps import STEPS, ae_step, gradient_penalty, kl_divergence, vae_step, wgan_gp_step
 from .trainer import Trainer, TrainResult, cosine_lr, train
@@ -40,4 +48,5 @@ from .validation import latent_fit_psnr, reconstruction_psnr, validation_psnr
 
 __all__ = ["train", "Trainer", "TrainResult", "STEPS", "vae_step", "ae_step", "wgan_gp_step",
            "kl_divergence", "gradient_penalty", "latent_fit_psnr", "reconstruction_psnr",
-           "validation_psnr", "cosine_lr", "load_state", "save_state", "STATE_SUFFIX"]
+           "validation_psnr", "cosine_lr", "load_state", "save_state", "STATE_SUFFIX",
+           "TrainingDivergedError"]

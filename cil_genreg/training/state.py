@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.checkpoints import atomic_write, save as save_checkpoint
+from .guards import resume_from_weights
 
 #: what is appended to a checkpoint path for its training state
 STATE_SUFFIX = ".state.pt"
@@ -60,17 +61,16 @@ def load_state(trainer, path, n, progress=True):
     n : int
         the number of training images of this run (a mismatch is warned about).
     progress : bool
-        say so when there is no state to resume from.
+        unused (kept for callers); the messages about a missing state always go to stderr.
 
     Returns
     -------
     tuple
-        ``(epoch, history)``: the epochs done and their records; ``(0, [])`` without a state.
+        ``(epoch, history)``: the epochs done and their records; without a state, the epochs
+        of the checkpoint's weights (:func:`.guards.resume_from_weights`) and ``[]``.
     """
     if not os.path.isfile(path):
-        if progress:
-            tqdm.write(f"no training state at {path!r}: starting from epoch 0.")
-        return 0, []
+        return resume_from_weights(trainer), []
     net, device = trainer.net, trainer.device
     state = torch.load(path, map_location=device, weights_only=True)
     if state["config"] != net.config:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..datasets._common import image_batch
 from ..latent import resolve_device
 from ..models import architectures as _arch
-from . import state as _state
+from . import guards, state as _state
 from .steps import STEPS
 from .validation import validation_psnr
 
@@ -219,6 +219,7 @@ def _model(model, image_shape, latent_dim, width):
     return _arch.build(arch, latent_dim=latent_dim, image_shape=image_shape, width=width), arch
 
 
+@guards.locked_checkpoint
 def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=16, seed=0,
           device="cpu", checkpoint=None, resume=False, overwrite=False, beta=0.05,
           kl_warmup_epochs=2.0,
@@ -246,8 +247,9 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
         where to write the generator (safetensors) after each epoch; the training state goes to
         ``checkpoint + ".state.pt"``.
     resume : bool
-        continue from the state saved next to ``checkpoint`` (starts afresh, with a message,
-        when none exists yet).
+        continue from the state saved next to ``checkpoint``; without that state, from the
+        weights in ``checkpoint`` itself (fresh optimiser; said on stderr), else from epoch 0.
+        A checkpoint already trained for ``epochs`` epochs is left as it is.
     overwrite : bool
         start afresh over an existing ``checkpoint`` (or its training state). Without it (or
         ``resume``) an existing file is refused before anything is trained: a trained model
@@ -278,7 +280,21 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        for meaningless settings (``epochs``, ``batch_size``, ``latent_dim``, ``width`` or
+        ``threads`` below 1, ``lr`` not > 0, ``beta`` < 0, ...) or constant data.
+    FileExistsError
+        when ``checkpoint`` exists without ``resume`` / ``overwrite``, or another training
+        holds its lock (``checkpoint + ".lock"``, see
+        :class:`~cil_genreg.output_safety.OutputLock`).
+    TrainingDivergedError
+        when the loss or the weights become NaN or Inf (nothing non-finite is written).
     """
+    guards.check_settings(epochs, batch_size, lr, latent_dim, width, beta, kl_warmup_epochs,
+                          threads)
     if data is None:
         raise ValueError("data is required: an array (N, H, W) of training images in [0, 1], "
                          "e.g. cil_genreg.datasets.shapes(5000, size=64).")
@@ -292,6 +308,7 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     x_all = image_batch(data)
     if x_all.shape[0] == 0:
         raise ValueError("data holds no images.")
+    guards.check_not_constant(x_all)
     x_val = image_batch(val_data, "val_data") if val_data is not None else None
     torch.manual_seed(int(seed))
     net, arch = _model(model, tuple(x_all.shape[2:]), latent_dim, width)
@@ -301,6 +318,7 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
                       checkpoint=checkpoint, progress=progress, beta=beta,
                       kl_warmup_epochs=kl_warmup_epochs, n_critic=n_critic, gp_weight=gp_weight,
                       lr_final_fraction=lr_final_fraction)
+    trainer.callbacks.append(guards.stop_if_diverged)
     start_epoch, history = 0, []
     if resume:
         start_epoch, history = _state.load_state(trainer, _state.state_path(checkpoint),
