@@ -147,3 +147,28 @@ def test_real_head_ct_loads():
     assert vol.shape == (108, 256, 256) and spacing[0] == pytest.approx(1.5)
     assert -1100 <= vol.min() and vol.max() > 1000  # HU: air to bone
     assert datasets.ct_slices("head", "test", "axial", size=64).shape[1:] == (64, 64)
+
+
+def test_residual_decoder_round_trips_and_bounds_are_checked(tmp_path):
+    import torch
+    from cil_genreg import models
+    from cil_genreg.models.checkpoints import CheckpointError
+
+    torch.manual_seed(0)
+    net = models.build("vae", latent_dim=6, image_shape=32, width=4, res_blocks=2).eval()
+    assert net.config["res_blocks"] == 2
+    from cil_genreg.models.residual import ResidualBlock
+    h = torch.randn(2, 4, 8, 8)
+    torch.testing.assert_close(ResidualBlock(4)(h), h)  # a new block is the identity
+    for p in net.decoder.parameters():
+        p.data.normal_(0, 0.1)
+    path = models.save(net, tmp_path / "res.safetensors")
+    again = models.load(path)
+    z = torch.randn(3, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(again(z), net(z))
+    from cil_genreg.models.header import check_config
+    with pytest.raises(CheckpointError, match="res_blocks"):
+        check_config({"arch": "vae", "latent_dim": 6, "image_shape": [32, 32], "width": 4,
+                      "res_blocks": 10_000})
+    assert "res_blocks" not in models.build("vae", latent_dim=6, image_shape=32).config
