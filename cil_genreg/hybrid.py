@@ -150,7 +150,8 @@ def diagonal_steps(operators):
     for op in operators:
         rows = _absolute_sums(op, adjoint=False)
         if not isinstance(rows, float) and rows.max() == rows.min():
-            rows = float(rows.max())  # identity, patches: a scalar (the regularisers' prox needs one)
+            # identity, tiles: a scalar, which the regularisers' proximal maps need
+            rows = float(rows.max())
         if isinstance(rows, float):
             sigmas.append(1.0 / rows)
         else:
