@@ -201,8 +201,8 @@ class LatentSolver:
         self._warm[key] = torch.as_tensor(z, dtype=torch.float32, device=self.device).detach()
 
     def warm_state(self, key="default"):
-        """What the next solve of ``key`` starts from (latent and curvature memory), to be put
-        back later with :meth:`set_warm_state` (e.g. one state per patch tiling).
+        """What the next solve of ``key`` starts from (latent, curvature), for
+        :meth:`set_warm_state` (e.g. one state per patch tiling).
 
         Parameters
         ----------
@@ -224,11 +224,9 @@ class LatentSolver:
         key : str
         """
         self.reset(key)
-        z, memory = (None, None) if state is None else state
-        if z is not None:
-            self._warm[key] = z
-        if memory is not None:
-            self._memory[key] = memory
+        for store, value in zip((self._warm, self._memory), state or (None, None)):
+            if value is not None:
+                store[key] = value
 
     def _starts(self, batch, z0, key):
         d = self.latent_dim
