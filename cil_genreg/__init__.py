@@ -28,6 +28,8 @@ _CIL_NAMES = {
     "SparseDeviationGenerativeRegulariser": ".functions",
     "LatentLeastSquares": ".functions",
     "GeneratorOperator": ".generator_operator",
+    "PatchGenerativeRegulariser": ".functions",
+    "PatchOperator": ".operators",
     "as_tensor": ".bridge",
     "from_tensor": ".bridge",
     "CILOperatorFunction": ".bridge",
@@ -37,7 +39,7 @@ _CIL_NAMES = {
 #: subpackages and modules reachable as attributes (``cil_genreg.models.pretrained(...)``)
 _SUBMODULES = ("datasets", "models", "latent", "training", "evaluation", "metrics", "functions",
                "operators", "bridge", "generator_operator", "callbacks", "parameter_choice",
-               "forward", "methods", "comparison", "reports", "commands", "cli")
+               "forward", "methods", "comparison", "reports", "commands", "cli", "hybrid")
 
 __all__ = list(_CIL_NAMES)
 

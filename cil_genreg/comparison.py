@@ -9,7 +9,8 @@ import numpy as np
 
 from .datasets import held_out_digits
 from .forward import add_noise, initial_reconstruction, make_geometry, make_projector
-from .methods import METHODS, MU, lambda_grids, load_generator, reconstruct
+from .methods import (ALL_METHODS, HYBRID_TV_FRACTION, METHODS, MU, lambda_grids,
+                      load_generator, reconstruct)
 from .metrics import psnr, ssim
 from .output_safety import check_output_files
 from .parameter_choice import discrepancy_principle
@@ -22,7 +23,7 @@ SOFT_OVER_TV_TARGET = {10: 2.0, 30: 0.5}  # dB by which soft should beat TV (bot
 
 def compare(images, generator, angles=10, geometry="parallel", noise=0.05, methods=METHODS,
             lambdas=None, iterations=100, backend="astra", device="cpu", seed=0,
-            progress=True, mu=None, tv_per_slice=False, start_from="tv"):
+            progress=True, mu=None, tv_per_slice=False, start_from="tv", limited_span=90):
     """Reconstruct each image by each method over its λ grid; keep, per method, the λ of the
     discrepancy principle and the best λ against the ground truth.
 
@@ -45,13 +46,14 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     lambdas = dict(lambda_grids(), **(lambdas or {}))
     if start_from not in STARTS:
         raise ValueError(f"start_from must be one of {STARTS}, got {start_from!r}")
-    order = {m: i for i, m in enumerate(METHODS)}
+    order = {m: i for i, m in enumerate(ALL_METHODS)}
     methods = sorted(methods, key=lambda m: order.get(m, 99))  # fbp, tv first
     rng = np.random.default_rng(seed)
     images = np.asarray(images)
     size = images.shape[-1]
     ig, ag = make_geometry(size, angles, geometry,
-                           slices=images.shape[1] if images.ndim == 4 else None)
+                           slices=images.shape[1] if images.ndim == 4 else None,
+                           limited_span=limited_span)
     A = make_projector(ig, ag, backend, device)
     gen_opts = {} if device == "cpu" else {"device": device}
     mu = dict(MU, **(mu or {}))
@@ -100,11 +102,13 @@ def _each_method(A, y, sigma, x0, truth, generator, methods, lambdas, options, t
                 "tv", A, y, lambdas["tv"][len(lambdas["tv"]) // 2], x0=x0,
                 iterations=iterations, tv_per_slice=tv_per_slice)
         found = {}
+        tv_lam = recons["tv"][1] if "tv" in recons else lambdas["tv"][len(lambdas["tv"]) // 2]
+        extra = {"lam_tv": HYBRID_TV_FRACTION * tv_lam} if method == "hybrid" else {}
 
-        def run(lam, method=method):
+        def run(lam, method=method, extra=extra):
             x = reconstruct(method, A, y, lam, generator,
                             x0=x0 if method == "tv" else start, iterations=iterations,
-                            mu=options["mu"].get(method), tv_per_slice=tv_per_slice,
+                            mu=options["mu"].get(method), tv_per_slice=tv_per_slice, **extra,
                             **(options["generator_options"] if method != "tv" else {}))
             found[lam] = x
             tick()
@@ -147,7 +151,7 @@ def summarise(rows):
     groups = {}
     for r in rows:
         groups.setdefault((r["geometry"], r["angles"], r["method"], r["choice"]), []).append(r)
-    order = {m: i for i, m in enumerate(("fbp", "cgls") + METHODS[1:])}
+    order = {m: i for i, m in enumerate(("fbp", "cgls") + ALL_METHODS[1:])}
     choices = {c: i for i, c in enumerate(CHOICES)}
     keys = sorted(groups, key=lambda k: (str(k[0]), k[1], order.get(k[2], 99),
                                          choices.get(k[3], 99)))
@@ -180,7 +184,7 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
                    noise=0.05, iterations=100, methods=METHODS, lambdas=None, out="outputs",
                    backend="astra", device="cpu", seed=0, progress=True, echo=print,
                    meta=None, targets=None, title=None, mu=None, start_from="tv",
-                   overwrite=False):
+                   overwrite=False, limited_span=90):
     """:func:`compare` for each geometry and angle count, with the outputs: tables
     (``NAME_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in ``out``;
     the tables and soft's margin over TV are printed (``targets``: angles → dB soft should
@@ -195,12 +199,12 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
             results = compare(images, generator, angles=count, geometry=geometry, noise=noise,
                               methods=methods, lambdas=lambdas, iterations=iterations,
                               backend=backend, device=device, seed=seed, progress=progress,
-                              mu=mu, start_from=start_from)
+                              mu=mu, start_from=start_from, limited_span=limited_span)
             stem = f"{name}_{geometry}_{count}"
             save_results(results, out, stem)
+            where = GEOMETRY_TITLES.get(geometry, geometry).replace("90°", f"{limited_span:g}°")
             comparison_figure(results["examples"], os.path.join(out, stem + ".png"),
-                        f"{label}, {GEOMETRY_TITLES.get(geometry, geometry)}, {count} angles, "
-                        f"{100 * noise:g}% noise")
+                              f"{label}, {where}, {count} angles, {100 * noise:g}% noise")
             echo(f"\n{len(images)} held-out {label} images, {geometry}, {count} angles:")
             echo(format_table(results["summary"]))
             margin = soft_over_tv(results["summary"])

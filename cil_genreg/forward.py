@@ -16,7 +16,7 @@ from .validation import DeviceUnavailableError
 GEOMETRIES = ("parallel", "limited", "fan")
 
 
-def make_geometry(size, angles, geometry="parallel", panel=None, slices=None):
+def make_geometry(size, angles, geometry="parallel", panel=None, slices=None, limited_span=90):
     """ImageGeometry and AcquisitionGeometry of a 2D sparse-angle problem (or, with ``slices``,
     of a 3D parallel-beam volume of ``slices`` such problems stacked vertically).
 
@@ -32,6 +32,8 @@ def make_geometry(size, angles, geometry="parallel", panel=None, slices=None):
         detector pixels; default the smallest odd number :math:`\\ge \\sqrt{2}\\,n` (the
         image's diagonal, with a central pixel: 41 for 28×28, 91 for 64×64), magnified for
         the fan beam.
+    limited_span : float
+        the angular range of ``limited``, in degrees (default 90).
     slices : int, optional
         a 3D volume (slices, size, size) under a 3D parallel beam (``parallel`` or ``limited``
         only: a stack of fan beams is not a cone beam); the data are (vertical, angle,
@@ -46,7 +48,7 @@ def make_geometry(size, angles, geometry="parallel", panel=None, slices=None):
             raise ValueError("a volume takes geometry 'parallel' or 'limited' (a stack of fan "
                              "beams is not a cone beam).")
         ig = ImageGeometry(voxel_num_x=size, voxel_num_y=size, voxel_num_z=int(slices))
-        span = 180 if geometry == "parallel" else 90
+        span = 180 if geometry == "parallel" else limited_span
         ag = AcquisitionGeometry.create_Parallel3D().set_angles(
             np.linspace(0, span, angles, endpoint=False)).set_panel([panel, int(slices)])
         ag.set_labels(["vertical", "angle", "horizontal"])
@@ -60,7 +62,7 @@ def make_geometry(size, angles, geometry="parallel", panel=None, slices=None):
         ag.set_angles(np.linspace(0, 360, angles, endpoint=False))
         ag.set_panel(int(math.ceil(panel * magnification)))
     else:
-        span = 180 if geometry == "parallel" else 90
+        span = 180 if geometry == "parallel" else limited_span
         ag = AcquisitionGeometry.create_Parallel2D().set_angles(
             np.linspace(0, span, angles, endpoint=False)).set_panel(panel)
     return ig, ag

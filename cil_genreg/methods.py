@@ -17,11 +17,15 @@ from ._cil import require_cil
 require_cil()
 from .functions import (LatentLeastSquares, RangeGenerativeRegulariser, SliceWiseFunction,
                         SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser)
+from .functions.patch import patch_prior_for
 from .validation import check_positive
 
 METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
+#: methods a comparison runs when asked (``--methods ... hybrid``): TV + soft together
+EXTRA_METHODS = ("hybrid",)
+ALL_METHODS = METHODS + EXTRA_METHODS
 LABELS = {"fbp": "FBP", "tv": "TV", "latent": "range (latent)", "range": "range",
-          "soft": "soft", "sparse": "sparse deviations"}
+          "soft": "soft", "sparse": "sparse deviations", "hybrid": "TV + soft"}
 #: λ per method, tuned on MNIST at 5 % noise: the grid of a full comparison (5 values), the
 #: three of ``cil-genreg demo``, the two of a ``--quick`` run, and the one default of
 #: ``cil-genreg reconstruct``
@@ -36,9 +40,14 @@ LAMBDAS = {
              "quick": (30.0, 100.0), "default": 60.0},
     "sparse": {"grid": (1.0, 3.0, 10.0, 30.0, 100.0), "demo": (10.0, 30.0, 100.0),
                "quick": (10.0, 30.0), "default": 30.0},
+    "hybrid": {"grid": (3.0, 10.0, 30.0), "demo": (10.0, 30.0), "quick": (10.0,),
+               "default": 10.0},
 }
-#: the latent weight μ of soft and sparse
-MU = {"soft": 1e-3, "sparse": 1e-2}
+#: the latent weight μ of soft and sparse (and of the hybrid's soft part)
+MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
+#: the hybrid's TV weight, as a fraction of the λ the discrepancy principle chose for TV alone
+#: on the same data (the hybrid's own λ grid is that of its generative part)
+HYBRID_TV_FRACTION = 0.5
 
 
 def lambda_grids(kind="grid"):
@@ -75,7 +84,7 @@ def load_generator(name_or_path):
 
 
 def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=None,
-                callbacks=None, tv_per_slice=False, **solver_options):
+                callbacks=None, tv_per_slice=False, lam_tv=None, **solver_options):
     """One reconstruction by ``method`` (see :data:`METHODS`) with weight ``lam``.
 
     Parameters
@@ -91,15 +100,26 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     mu : float, the latent weight of soft / sparse (default :data:`MU`).
     callbacks : list, CIL callbacks (e.g. a progress bar).
     tv_per_slice : bool, for a volume: 2D TV of each slice instead of 3D TV.
+    lam_tv : float, the TV weight of "hybrid" (``lam`` is its generative weight; see
+        :func:`cil_genreg.hybrid.hybrid_fista`).
+
+    A generator of images smaller than the reconstruction (a patch model) regularises it
+    through the moving tiles of a :class:`~cil_genreg.PatchGenerativeRegulariser` (soft,
+    sparse, range, hybrid).
     """
     from cil.optimisation.algorithms import FISTA
     from cil.optimisation.functions import L2NormSquared, LeastSquares, TotalVariation
-    if method not in METHODS or method == "fbp":
-        raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}")
+    if method not in ALL_METHODS or method == "fbp":
+        raise ValueError(f"method must be one of {ALL_METHODS[1:]}, got {method!r}")
     if method != "tv" and generator is None:
         raise ValueError(f"method {method!r} needs a generator")
     lam = check_positive(lam, "lam")
     ig = A.domain_geometry()
+    if method == "hybrid":
+        from .hybrid import hybrid_fista
+        return hybrid_fista(A, y, lam_tv, lam, generator, x0=x0, iterations=iterations,
+                            mu=MU["hybrid"] if mu is None else mu, callbacks=callbacks,
+                            **solver_options)
     if method == "latent":
         f = LatentLeastSquares(A, generator, y, **solver_options)
         algo = FISTA(initial=_encoded(x0, f), f=f, g=lam * L2NormSquared(),
@@ -119,6 +139,8 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
                                                  **solver_options)
     else:
         g = RangeGenerativeRegulariser(generator, **solver_options)
+    if method != "tv":
+        g = patch_prior_for(g, ig)
     algo = FISTA(initial=x0 if x0 is not None else ig.allocate(0), f=LeastSquares(A, y),
                  g=lam * g, update_objective_interval=iterations)
     algo.run(iterations, verbose=0, callbacks=callbacks)

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from .methods import LABELS, METHODS
+from .methods import ALL_METHODS, LABELS, METHODS
 from .metrics import psnr
 
 #: how the figures name each forward problem
@@ -48,7 +48,7 @@ def comparison_figure(examples, path, title=""):
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     truth = examples["truth"]
-    order = ["fbp"] + [m + "*" for m in METHODS[1:] if m + "*" in examples["recons"]]
+    order = ["fbp"] + [m + "*" for m in ALL_METHODS[1:] if m + "*" in examples["recons"]]
     panels = [("Ground truth", truth, "gray"), ("Data", examples["data"], "viridis")]
     for key in order:
         if key in examples["recons"]:

@@ -82,7 +82,7 @@ def test_available_pretrained():
 def test_shipped_models_are_small_and_documented():
     weights = pathlib.Path(models.__file__).parent / "weights"
     for name in models.available_pretrained():
-        assert (weights / f"{name}.safetensors").stat().st_size < 5_000_000
+        assert (weights / f"{name}.safetensors").stat().st_size <= 20_000_000
         card = (weights / f"{name}.md").read_text()
         assert "PSNR" in card and "cil-genreg train" in card
 

@@ -3,19 +3,34 @@ import os
 
 import numpy as np
 
-NAMES = ("mnist", "shapes", "ellipses")
+NAMES = ("mnist", "shapes", "ellipses", "ct-chest", "ct-head")
 
 
-def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None):
+def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None, augment=0,
+              patch=None):
     """Images (N, H, W) in [0, 1] and a description for ``--data SPEC``.
 
     ``spec`` is ``mnist`` (``split`` of MNIST; the train split needs ``--mnist-path`` or
     ``$CIL_GENREG_MNIST``), ``shapes`` / ``ellipses`` (synthetic; train uses ``seed``, test uses
-    ``seed + 1_000_000`` so they never overlap), an ``.npy``/``.npz`` array, an ``.h5`` fastMRI
-    file or folder, or a folder of PNG/TIFF files / a TIFF stack.
+    ``seed + 1_000_000`` so they never overlap), ``ct-chest`` / ``ct-head`` (real CT: axial
+    slices of the volume's training or held-out block at ``size``, default 128, with ``augment``
+    augmented copies each; or ``n`` random ``patch`` x ``patch`` patches at native resolution),
+    an ``.npy``/``.npz`` array, an ``.h5`` fastMRI file or folder, or a folder of PNG/TIFF
+    files / a TIFF stack.
     """
     from .. import datasets
 
+    if spec in ("ct-chest", "ct-head"):
+        volume = spec[3:]
+        if patch:
+            images = datasets.ct_patches(volume, split, patch=patch, n=n or 20000, seed=seed)
+        else:
+            images = datasets.ct_slices(volume, split, "axial", size=size or 128, n=n,
+                                        augment=augment, seed=seed)
+        return images, {"dataset": f"{volume} CT ({datasets.CT_VOLUMES[volume]['source']}, "
+                        f"{datasets.CT_VOLUMES[volume]['licence']})", "split": split,
+                        "orientation": "axial", "augment": str(augment),
+                        "patch": str(patch or "")}
     if spec == "mnist":
         images = _subset(datasets.mnist(split=split, path=mnist_path), n, seed)
         if size and size != 28:

@@ -60,7 +60,9 @@ def run(args):
         images = images[rng.permutation(len(images))[:args.n]]  # a class mix
         info["subset"] = f"{len(images)} of the test split, seed {args.seed}"
     else:
-        images, info = load_data(args.data, "test", n=args.n, size=size, seed=args.seed)
+        patch = getattr(generator, "metadata", {}).get("patch") or None  # a patch model
+        images, info = load_data(args.data, "test", n=args.n, size=size, seed=args.seed,
+                                 patch=patch and int(patch))
     info["checkpoint"] = args.checkpoint
     info["model_metadata"] = getattr(generator, "metadata", {})
     report = evaluate_model(generator, images, n=args.n, out_dir=args.out, reg=args.reg,

@@ -5,7 +5,7 @@ import json
 import sys
 
 from ..forward import GEOMETRIES, check_backend
-from ..methods import METHODS
+from ..methods import ALL_METHODS, METHODS
 from ..validation import DeviceUnavailableError
 
 
@@ -73,7 +73,7 @@ def add_comparison_options(p, n, angles=(10, 30), iterations=100, methods=METHOD
                    "over 90°), fan beam over 360° (same generator: no retraining)")
     p.add_argument("--iterations", type=int, default=iterations,
                    help="FISTA iterations per method")
-    p.add_argument("--methods", nargs="+", default=list(methods), choices=METHODS,
+    p.add_argument("--methods", nargs="+", default=list(methods), choices=ALL_METHODS,
                    help="fbp, tv, latent (range in latent space), range, soft, sparse")
     p.add_argument("--start", default="tv", choices=("fbp", "tv"),
                    help="start of the generative methods: the TV image at the discrepancy "

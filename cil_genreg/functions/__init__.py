@@ -8,7 +8,8 @@ from .range import RangeGenerativeRegulariser
 from .sparse_deviation import SparseDeviationGenerativeRegulariser, soft_threshold
 from .latent_least_squares import LatentLeastSquares
 from .slice_wise_function import SliceWiseFunction
+from .patch import PatchGenerativeRegulariser
 
 __all__ = ["GenerativeRegulariser", "SoftGenerativeRegulariser", "RangeGenerativeRegulariser",
            "SparseDeviationGenerativeRegulariser", "LatentLeastSquares", "SliceWiseFunction",
-           "soft_threshold"]
+           "PatchGenerativeRegulariser", "soft_threshold"]

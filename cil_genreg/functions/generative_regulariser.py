@@ -166,6 +166,34 @@ class GenerativeRegulariser(Function):
         self._latent = None
         self._previous_target = None
 
+    def warm_state(self):
+        """What the next latent step starts from (warm latent, curvature, the last target of
+        ``adaptive_tol``), to be put back with :meth:`set_warm_state`: a caller that alternates
+        between problems (e.g. the shifted tilings of a patch prior) keeps one state for each.
+
+        Returns
+        -------
+        tuple
+            opaque.
+        """
+        return self.solver.warm_state(self.PRIMAL), self._previous_target
+
+    def set_warm_state(self, state):
+        """Restore a state returned by :meth:`warm_state`; ``None`` starts afresh (as
+        :meth:`reset`, but :attr:`latent` is kept).
+
+        Parameters
+        ----------
+        state : tuple or None
+
+        Returns
+        -------
+        None
+        """
+        solver_state, previous = (None, None) if state is None else state
+        self.solver.set_warm_state(solver_state, self.PRIMAL)
+        self._previous_target = previous
+
     def set_latent_boundary(self, before=None, after=None):
         r"""Fixed latents of the slices just outside this volume, for a slab of a larger
         volume (e.g. split over ranks): the chain term gains

@@ -204,6 +204,34 @@ class LatentSolver:
         """
         self._warm[key] = torch.as_tensor(z, dtype=torch.float32, device=self.device).detach()
 
+    def warm_state(self, key="default"):
+        """What the next solve of ``key`` starts from (latent, curvature), for
+        :meth:`set_warm_state` (e.g. one state per patch tiling).
+
+        Parameters
+        ----------
+        key : str
+
+        Returns
+        -------
+        tuple
+            opaque; ``(None, None)`` when nothing is stored.
+        """
+        return self._warm.get(key), self._memory.get(key)
+
+    def set_warm_state(self, state, key="default"):
+        """Restore a state returned by :meth:`warm_state` (``None`` forgets ``key``'s).
+
+        Parameters
+        ----------
+        state : tuple or None
+        key : str
+        """
+        self.reset(key)
+        for store, value in zip((self._warm, self._memory), state or (None, None)):
+            if value is not None:
+                store[key] = value
+
     def _starts(self, batch, z0, key):
         d = self.latent_dim
         first = self._warm.get(key) if self.warm_start else None

@@ -20,6 +20,8 @@ rest of the batch. The encoder / critic mirrors it with stride-2 convolutions.
 import torch
 from torch import nn
 
+from .residual import ResidualBlock
+
 #: the ``arch`` keys of :func:`build` and of checkpoint configs: variational autoencoder,
 #: deterministic autoencoder, WGAN-GP generator.
 ARCHITECTURES = ("vae", "ae", "gan")
@@ -88,6 +90,8 @@ class Decoder(nn.Module):
         (H, H), square; H divisible by 4 and at least 16.
     width : int
         channels at the finest scale (default 16); coarser scales have up to ``4 * width``.
+    res_blocks : int
+        :class:`ResidualBlock` s after each :math:`U_i` (default 0: none).
 
     Raises
     ------
@@ -95,7 +99,7 @@ class Decoder(nn.Module):
         when ``image_shape`` is not square or its side is not supported (see :func:`stages`).
     """
 
-    def __init__(self, latent_dim, image_shape, width=16):
+    def __init__(self, latent_dim, image_shape, width=16, res_blocks=0):
         super().__init__()
         self.latent_dim = int(latent_dim)
         self.image_shape = _check_shape(image_shape)
@@ -107,6 +111,7 @@ class Decoder(nn.Module):
         for i in range(s):
             blocks += [nn.ConvTranspose2d(ch[i], ch[i + 1], 4, stride=2, padding=1), nn.SiLU(),
                        nn.Conv2d(ch[i + 1], ch[i + 1], 3, padding=1), nn.SiLU()]
+            blocks += [ResidualBlock(ch[i + 1]) for _ in range(int(res_blocks))]
         self.blocks = nn.Sequential(*blocks)
         self.out = nn.Conv2d(ch[-1], 1, 3, padding=1)
         nn.init.constant_(self.out.bias, OUTPUT_BIAS)
@@ -167,21 +172,23 @@ class _Generative(nn.Module):
 
     arch = None
 
-    def __init__(self, latent_dim, image_shape, width=16):
+    def __init__(self, latent_dim, image_shape, width=16, res_blocks=0):
         super().__init__()
-        if int(latent_dim) < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}.")
+        if int(latent_dim) < 1 or int(res_blocks) < 0:
+            raise ValueError(f"latent_dim must be >= 1 and res_blocks >= 0, got {latent_dim}, "
+                             f"{res_blocks}.")
         self.latent_dim = int(latent_dim)
         self.image_shape = _check_shape(image_shape)
-        self.width = int(width)
+        self.width, self.res_blocks = int(width), int(res_blocks)
         self.intensity_range = INTENSITY_RANGE
-        self.decoder = Decoder(self.latent_dim, self.image_shape, self.width)
+        self.decoder = Decoder(self.latent_dim, self.image_shape, self.width, self.res_blocks)
 
     @property
     def config(self):
         """What :func:`build` needs to rebuild this model: arch, latent_dim, image_shape, width."""
-        return {"arch": self.arch, "latent_dim": self.latent_dim,
-                "image_shape": list(self.image_shape), "width": self.width}
+        config = {"arch": self.arch, "latent_dim": self.latent_dim,
+                  "image_shape": list(self.image_shape), "width": self.width}
+        return {**config, "res_blocks": self.res_blocks} if self.res_blocks else config
 
     def forward(self, z):
         """Decode: ``G(z)``, (B, d) -> (B, 1, H, W) in [0, 1]."""
@@ -224,6 +231,8 @@ class VAE(_Generative):
         (H, H), square; H divisible by 4 and at least 16 (default (28, 28)).
     width : int
         channels at the finest scale (default 16).
+    res_blocks : int
+        residual blocks per decoder scale (default 0).
 
     Raises
     ------
@@ -233,8 +242,8 @@ class VAE(_Generative):
 
     arch = "vae"
 
-    def __init__(self, latent_dim=16, image_shape=(28, 28), width=16):
-        super().__init__(latent_dim, image_shape, width)
+    def __init__(self, latent_dim=16, image_shape=(28, 28), width=16, res_blocks=0):
+        super().__init__(latent_dim, image_shape, width, res_blocks)
         self.encoder = Encoder(self.image_shape, 2 * self.latent_dim, self.width)
         with torch.no_grad():
             self.encoder.fc.bias[self.latent_dim:] = LOGVAR_BIAS
@@ -267,6 +276,8 @@ class Autoencoder(_Generative):
         (H, H), square; H divisible by 4 and at least 16 (default (28, 28)).
     width : int
         channels at the finest scale (default 16).
+    res_blocks : int
+        residual blocks per decoder scale (default 0).
 
     Raises
     ------
@@ -276,8 +287,8 @@ class Autoencoder(_Generative):
 
     arch = "ae"
 
-    def __init__(self, latent_dim=16, image_shape=(28, 28), width=16):
-        super().__init__(latent_dim, image_shape, width)
+    def __init__(self, latent_dim=16, image_shape=(28, 28), width=16, res_blocks=0):
+        super().__init__(latent_dim, image_shape, width, res_blocks)
         self.encoder = Encoder(self.image_shape, self.latent_dim, self.width)
 
     def encode(self, x):
@@ -309,6 +320,8 @@ class WGANGenerator(_Generative):
         (H, H), square; H divisible by 4 and at least 16 (default (28, 28)).
     width : int
         channels at the finest scale (default 16).
+    res_blocks : int
+        residual blocks per decoder scale (default 0).
 
     Raises
     ------

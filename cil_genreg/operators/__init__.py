@@ -3,5 +3,6 @@ from .._cil import require_cil
 
 require_cil()
 from .slice_wise_operator import SliceWiseOperator
+from .patch_operator import PatchOperator
 
-__all__ = ["SliceWiseOperator"]
+__all__ = ["SliceWiseOperator", "PatchOperator"]
