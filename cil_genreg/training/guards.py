@@ -38,7 +38,8 @@ def locked_checkpoint(function):
     @functools.wraps(function)
     def locked(*args, **kwargs):
         checkpoint = signature.bind(*args, **kwargs).arguments.get("checkpoint")
-        if not checkpoint:
+        # under torchrun only rank 0 writes, so only rank 0 takes the lock
+        if not checkpoint or int(os.environ.get("RANK", "0")) != 0:
             return function(*args, **kwargs)
         check_output_file(checkpoint, overwrite=True, what="checkpoint")
         with OutputLock(checkpoint, what="checkpoint"):

@@ -22,7 +22,7 @@ def kl_divergence(mu, logvar):
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
 
 
-def gradient_penalty(critic, real, fake):
+def gradient_penalty(critic, real, fake, mix=None, reduce=True):
     """``E (||grad_x D(x_hat)||_2 - 1)^2`` with ``x_hat = a real + (1 - a) fake``, ``a ~ U(0, 1)``.
 
     Parameters
@@ -31,16 +31,21 @@ def gradient_penalty(critic, real, fake):
         :math:`D`: (B, 1, H, W) -> (B,).
     real, fake : torch.Tensor
         batches (B, 1, H, W).
+    mix : torch.Tensor, optional
+        the (B, 1, 1, 1) weights ``a``; default drawn here.
+    reduce : bool
+        the mean (default), or the (B,) per-image penalties.
 
     Returns
     -------
     torch.Tensor
-        a scalar, differentiable with respect to the critic's weights.
+        a scalar (or (B,)), differentiable with respect to the critic's weights.
     """
-    a = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    a = torch.rand(real.shape[0], 1, 1, 1, device=real.device) if mix is None else mix
     x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
     grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
+    penalty = (grad.flatten(1).norm(dim=1) - 1.0).pow(2)
+    return penalty.mean() if reduce else penalty
 
 
 def vae_step(trainer, x, step):
@@ -59,17 +64,12 @@ def vae_step(trainer, x, step):
     torch.Tensor
         the batch's mean loss.
     """
-    net, opt = trainer.net, trainer.opt
-    mu, logvar = net.encode(x)
-    z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-    rec = (net(z) - x).pow(2).flatten(1).sum(1)
     warm = trainer.kl_warmup_epochs * trainer.steps_per_epoch
     beta_t = trainer.beta * min(1.0, (step + 1) / warm) if warm > 0 else trainer.beta
-    loss = (rec + beta_t * kl_divergence(mu, logvar)).mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss
+    # the whole global batch's noise on every rank, each keeping its rows: the same draws as
+    # in one process
+    eps = trainer.batch_noise(trainer.net.latent_dim)
+    return _descend(trainer, trainer.per_image_loss(x, eps, beta_t), x)
 
 
 def ae_step(trainer, x, step):
@@ -88,12 +88,42 @@ def ae_step(trainer, x, step):
     torch.Tensor
         the batch's mean loss.
     """
-    net, opt = trainer.net, trainer.opt
-    loss = (net(net.encode(x)) - x).pow(2).flatten(1).sum(1).mean()
-    opt.zero_grad(set_to_none=True)
+    return _descend(trainer, trainer.per_image_loss(x), x)
+
+
+def _descend(trainer, per_image, x):
+    """One Adam step on this rank's summed losses scaled by N/B (see
+    :func:`cil_genreg.distributed.loss_scale`: DDP's gradient average is then the gradient of
+    the global batch's mean); returns this rank's mean loss."""
+    loss = per_image.sum() * trainer.loss_scale
+    trainer.opt.zero_grad(set_to_none=True)
     loss.backward()
-    opt.step()
-    return loss
+    trainer.opt.step()
+    return per_image.detach().sum() / max(1, x.shape[0])
+
+
+class PerImageLoss(torch.nn.Module):
+    """The per-image loss of a VAE or AE as one ``forward`` (what DistributedDataParallel wraps:
+    its gradient hooks are armed by ``forward``, and ``encode`` is not one):
+    ``||x - G(mu + sigma eps)||^2 + beta KL`` (VAE, given ``eps``) or ``||x - G(E(x))||^2``
+    (AE).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        a VAE or Autoencoder.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, eps=None, beta=0.0):
+        if eps is None:
+            return (self.net(self.net.encode(x)) - x).pow(2).flatten(1).sum(1)
+        mu, logvar = self.net.encode(x)
+        z = mu + eps * (0.5 * logvar).exp()
+        return (self.net(z) - x).pow(2).flatten(1).sum(1) + beta * kl_divergence(mu, logvar)
 
 
 def wgan_gp_step(trainer, x, step):
@@ -114,21 +144,27 @@ def wgan_gp_step(trainer, x, step):
         the critic's loss.
     """
     net, critic, opt, opt_c = trainer.net, trainer.critic, trainer.opt, trainer.opt_critic
-    z = torch.randn(x.shape[0], net.latent_dim, device=x.device)
+    # noise for the whole global batch on every rank, each keeping its rows; under torchrun the
+    # gradients are averaged over the ranks explicitly (DDP does not split the penalty's double
+    # backward), with the losses scaled by N/B as in the other steps
+    z = trainer.batch_noise(net.latent_dim)
+    mix = trainer.batch_noise(1, uniform=True)[:, :, None, None]
     with torch.no_grad():
         fake = net(z)
-    loss = (critic(fake).mean() - critic(x).mean()
-            + trainer.gp_weight * gradient_penalty(critic, x, fake))
+    per_image = (critic(fake) - critic(x)
+                 + trainer.gp_weight * gradient_penalty(critic, x, fake, mix, reduce=False))
     opt_c.zero_grad(set_to_none=True)
-    loss.backward()
+    (per_image.sum() * trainer.loss_scale).backward()
+    trainer.average_gradients(critic)
     opt_c.step()
     if (step + 1) % trainer.n_critic == 0:
-        z = torch.randn(x.shape[0], net.latent_dim, device=x.device)
-        g_loss = -critic(net(z)).mean()
+        z = trainer.batch_noise(net.latent_dim)
+        g_loss = -critic(net(z)).sum() * trainer.loss_scale
         opt.zero_grad(set_to_none=True)
         g_loss.backward()
+        trainer.average_gradients(net)
         opt.step()
-    return loss
+    return per_image.detach().sum() / max(1, x.shape[0])
 
 
 #: the step function of each architecture

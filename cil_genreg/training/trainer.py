@@ -2,6 +2,18 @@
 (:mod:`.steps`), scores held-out data (:mod:`.validation`) and saves its state (:mod:`.state`)
 after each epoch; :func:`train` builds one from the options and runs it.
 
+**Many processes.** Under ``torchrun --nproc_per_node N`` (and ``--nnodes``) the VAE and AE
+train with DistributedDataParallel (:mod:`cil_genreg.distributed`: gloo on the CPU, nccl on
+GPUs), the WGAN-GP with the same all-reduce of the gradients done explicitly (DDP does not
+split its gradient penalty's double backward): every step's global batch of ``batch_size``
+images (the same seeded permutation on every rank) is dealt round-robin to the ranks, each
+rank's summed loss is scaled by N/B, and the gradient average is then the one-process
+gradient; the noise (the VAE's, the GAN's latents and penalty weights) is drawn for the whole
+batch on every rank and each keeps its rows. So N processes follow the one-process run (to
+rounding), whatever N, and a run may resume with another N. Only rank 0 writes the checkpoint
+(which records ``world_size``) and shows progress; the loss and the held-out PSNR are reduced
+over the ranks.
+
 Extend it through ``Trainer.callbacks``: each is called as ``callback(trainer, record)`` after
 every epoch (after validation, before the checkpoint is written), and may raise to stop the run.
 """
@@ -13,11 +25,12 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..datasets._common import image_batch
 from ..latent import resolve_device
 from ..models import architectures as _arch
 from . import guards, state as _state
-from .steps import STEPS
+from .steps import STEPS, PerImageLoss
 from .validation import validation_psnr
 
 
@@ -91,6 +104,8 @@ class Trainer:
     checkpoint : str, optional
         where :func:`.state.save_state` writes after each epoch.
     progress : bool
+    ctx : cil_genreg.distributed.Context, optional
+        this process's place under torchrun (default: a world of one).
     **options
         ``beta``, ``kl_warmup_epochs`` (VAE), ``n_critic``, ``gp_weight`` (WGAN-GP),
         ``lr_final_fraction``.
@@ -103,7 +118,8 @@ class Trainer:
 
     def __init__(self, net, arch, x_all, device, epochs, batch_size, lr, x_val=None,
                  checkpoint=None, progress=True, beta=0.05, kl_warmup_epochs=2.0, n_critic=5,
-                 gp_weight=10.0, lr_final_fraction=0.05):
+                 gp_weight=10.0, lr_final_fraction=0.05, ctx=None):
+        self.ctx = ctx or distributed.Context(device=device)
         self.net, self.arch, self.x_all, self.device = net, arch, x_all, device
         self.n = int(x_all.shape[0])
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
@@ -123,6 +139,26 @@ class Trainer:
         else:
             self.opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         self.callbacks = []
+        self.per_image_loss = (distributed.wrap(self.ctx, PerImageLoss(net))
+                               if arch != "gan" else None)
+        self._batch, self._rows = 0, slice(None)
+
+    @property
+    def loss_scale(self):
+        """N / B: this rank's summed losses times it give, averaged by DDP, the mean over the
+        global batch of B images."""
+        return distributed.loss_scale(self.ctx, self._batch)
+
+    def batch_noise(self, dim, uniform=False):
+        """Noise (B, dim) for the whole global batch, standard normal (or U(0, 1)): this rank's
+        rows of it (every rank draws the same numbers, as one process would)."""
+        draw = torch.rand if uniform else torch.randn
+        return draw(self._batch, dim, device=self.device)[self._rows]
+
+    def average_gradients(self, module):
+        """Average ``module``'s gradients over the ranks (the GAN's steps; a no-op in one
+        process)."""
+        distributed.average_gradients(self.ctx, module)
 
     def _set_lr(self, step):
         lr = cosine_lr(step, self.total_steps, self.lr, self.lr_final_fraction)
@@ -151,13 +187,16 @@ class Trainer:
         for b in range(self.steps_per_epoch):
             step = epoch * self.steps_per_epoch + b
             self._set_lr(step)
-            x = self.x_all[perm[b * size:(b + 1) * size]].to(self.device)
+            batch = perm[b * size:(b + 1) * size]
+            self._batch, self._rows = len(batch), distributed.rank_rows(self.ctx, len(batch))
+            x = self.x_all[batch[self._rows]].to(self.device)
             loss = self.step(self, x, step)
             loss_sum += float(loss.detach()) * x.shape[0]
             count += x.shape[0]
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / count:.4g}")
         seconds = time.perf_counter() - t0
+        loss_sum, count = distributed.total(self.ctx, [loss_sum, count])
         return {"epoch": epoch + 1, "loss": loss_sum / count, "seconds": seconds,
                 "images_per_second": count / seconds}
 
@@ -179,7 +218,8 @@ class Trainer:
         """
         history = list(history or [])
         bar = tqdm(total=self.total_steps, initial=start_epoch * self.steps_per_epoch,
-                   disable=not self.progress, desc=f"train {self.arch}", unit="batch",
+                   disable=not self.progress or not self.ctx.is_main,
+                   desc=f"train {self.arch}", unit="batch",
                    dynamic_ncols=True, mininterval=1.0)
         images_seen, t_train = 0, 0.0
         for epoch in range(start_epoch, self.epochs):
@@ -187,23 +227,35 @@ class Trainer:
             images_seen += self.n
             t_train += record["seconds"]
             if self.x_val is not None:
-                record["val_psnr_db"] = validation_psnr(self.net, self.arch, self.x_val)
+                record["val_psnr_db"] = self._validate()
                 bar.set_postfix(epoch=epoch + 1, loss=f"{record['loss']:.4g}",
                                 val_psnr=f"{record['val_psnr_db']:.2f}")
             history.append(record)
             for callback in self.callbacks:
                 callback(self, record)
-            if self.checkpoint:
-                _state.save_state(self, epoch + 1, history, info or {})
+            if self.checkpoint and self.ctx.is_main:
+                _state.save_state(self, epoch + 1, history,
+                                  dict(info or {}, world_size=self.ctx.world_size))
         bar.close()
         ips = images_seen / t_train if t_train > 0 else float("nan")
-        if self.progress and images_seen:
+        if self.progress and images_seen and self.ctx.is_main:
             tqdm.write(f"trained {self.epochs - start_epoch} epoch(s) of {self.n} images in "
                        f"{t_train:.1f} s: {ips:.0f} images/s on {self.device}.")
         self.net.eval()
         return TrainResult(model=self.net, critic=self.critic, history=history,
                            images_per_second=ips, seconds=t_train,
                            checkpoint=os.fspath(self.checkpoint) if self.checkpoint else None)
+
+
+    def _validate(self):
+        """The held-out PSNR; under torchrun each rank scores its share (GAN: rank 0's
+        latent fit, the same on every rank) and the mean over all images is reduced."""
+        if self.arch == "gan" or not self.ctx.distributed:
+            return validation_psnr(self.net, self.arch, self.x_val)
+        mine = self.x_val[distributed.rank_rows(self.ctx, len(self.x_val))]
+        score = validation_psnr(self.net, self.arch, mine) * len(mine) if len(mine) else 0.0
+        score, scored = distributed.total(self.ctx, [score, len(mine)])
+        return score / scored
 
 
 def _model(model, image_shape, latent_dim, width):
@@ -304,7 +356,8 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
         raise ValueError("resume=True needs checkpoint=PATH (where the last run saved).")
     if threads:
         torch.set_num_threads(int(threads))
-    device = resolve_device(device)
+    ctx = distributed.init(resolve_device(device))
+    device = ctx.device
     x_all = image_batch(data)
     if x_all.shape[0] == 0:
         raise ValueError("data holds no images.")
@@ -317,12 +370,12 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     trainer = Trainer(net, arch, x_all, device, epochs, batch_size, lr, x_val=x_val,
                       checkpoint=checkpoint, progress=progress, beta=beta,
                       kl_warmup_epochs=kl_warmup_epochs, n_critic=n_critic, gp_weight=gp_weight,
-                      lr_final_fraction=lr_final_fraction)
+                      lr_final_fraction=lr_final_fraction, ctx=ctx)
     trainer.callbacks.append(guards.stop_if_diverged)
     start_epoch, history = 0, []
     if resume:
         start_epoch, history = _state.load_state(trainer, _state.state_path(checkpoint),
-                                                 trainer.n, progress)
+                                                 trainer.n, progress and ctx.is_main)
     info = dict(metadata or {}, arch=arch, seed=int(seed), lr=lr, batch_size=int(batch_size),
                 beta=beta if arch == "vae" else None,
                 kl_warmup_epochs=kl_warmup_epochs if arch == "vae" else None, command=command)
