@@ -150,7 +150,7 @@ def run(args):
     # 1. timers
     timers = Timers()
     time_operator(A, timers)
-    TG = TimedGenerator(G, timers)
+    TG = TimedGenerator(G, timers).eval()  # eval: the package uses it as it is (no copy)
     algo, R, f = reconstruction(TG, A, y, args.lam, args.mu, args.iterations, norm_A2,
                                 args.inner_max_iter)
     timers.seconds.clear(), timers.calls.clear()  # construction probes are not the run

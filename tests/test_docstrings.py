@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGES = ["cil_genreg", "cil_genreg.latent", "cil_genreg.models", "cil_genreg.datasets",
-            "cil_genreg.training"]
+            "cil_genreg.training", "cil_genreg.algorithms"]
 
 # Module-level constants cannot carry a docstring: they are documented by a ``#:`` comment
 # on the line above their assignment (Sphinx autodoc's convention).

@@ -217,3 +217,25 @@ def test_restarts_keep_the_best_start_of_each_target_separately():
     assert torch.allclose(sol.z, thetas / (1 + c), atol=1e-2)
     expected = (v - G(sol.z)).flatten(1).square().sum(1) + c * sol.z.square().sum(1)
     assert torch.allclose(sol.objective, expected.detach(), rtol=1e-4, atol=1e-7)
+
+
+def test_a_warm_start_at_the_last_evaluation_reuses_its_generator_pass():
+    """The next solve of a key starts where the last one's final evaluation was: the forward
+    pass there is reused (only the misfit changes), and the answer is the same as without."""
+    from generators import ConvGenerator
+    G = ConvGenerator()
+    v1 = G(torch.full((1, G.latent_dim), 0.3)).detach()
+    v2 = v1 + 0.01 * torch.randn(v1.shape, generator=torch.Generator().manual_seed(0))
+    results = []
+    for reuse in (True, False):
+        solver = LatentSolver(G, tol=1e-8, max_iter=100)
+        solver.solve(SquaredMisfit(), v1, 0.1)
+        calls = solver.stats.generator_calls
+        if not reuse:
+            solver._graph.clear()
+        second = solver.solve(SquaredMisfit(), v2, 0.1)
+        results.append((second, solver.stats.generator_calls - calls))
+    (kept, calls_kept), (fresh, calls_fresh) = results
+    assert calls_kept == calls_fresh - 1
+    torch.testing.assert_close(kept.z, fresh.z)
+    torch.testing.assert_close(kept.objective, fresh.objective)

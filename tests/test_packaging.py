@@ -355,7 +355,8 @@ def test_torch_side_imports_without_cil_and_cil_side_says_how_to_install_it():
 
 # -- 6. the API page names every public name --------------------------------------------------
 @pytest.mark.parametrize("module", ["cil_genreg", "cil_genreg.latent", "cil_genreg.models",
-                                    "cil_genreg.datasets", "cil_genreg.training"])
+                                    "cil_genreg.datasets", "cil_genreg.training",
+                                    "cil_genreg.algorithms"])
 def test_api_page_lists_every_public_name(module):
     page = ROOT / "docs" / "api.md"
     if not page.exists():

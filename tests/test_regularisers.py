@@ -13,7 +13,7 @@ from cil_genreg import (RangeGenerativeRegulariser, SoftGenerativeRegulariser,
 from cil_genreg.functions import soft_threshold
 from generators import ConvGenerator, LinearGenerator
 
-TIGHT = dict(tolerance=1e-12, max_iteration=300)
+TIGHT = dict(tolerance=1e-12, max_iteration=300, adaptive_tolerance=False)  # exact per call
 
 
 @pytest.fixture
@@ -323,7 +323,7 @@ def test_encoder_start_is_used_once_then_the_warm_start():
     x.fill(G(z_true).detach().numpy()[0, 0])
     iterations = {}
     for init in ("encoder", "zeros"):
-        R = RangeGenerativeRegulariser(G, init=init, tolerance=1e-6)
+        R = RangeGenerativeRegulariser(G, init=init, tolerance=1e-6, adaptive_tolerance=False)
         R.proximal(x, 1e-3)
         iterations[init] = R.stats.iterations
         np.testing.assert_allclose(R.latent[0], z_true[0].numpy() / (1 + 2e-3), atol=1e-2)
@@ -340,3 +340,24 @@ def test_encoder_start_is_used_once_then_the_warm_start():
     assert counted.encoded == 2  # reset() forgets the warm start
     with pytest.raises(ValueError, match="no encode method"):
         RangeGenerativeRegulariser(LinearGenerator(), init="encoder")
+
+
+def test_adaptive_tolerance_makes_the_first_prox_inexact_and_a_repeated_one_exact(lin):
+    """With adaptive_tolerance (the default) the first proximal map, the start of an outer iteration,
+    runs at most inexact_max_iteration inner iterations; the same input again (the outer
+    iteration has settled: delta = 0) is solved to tol, continuing from the warm start."""
+    G, W, b, ig, x = lin
+    mu, tau = 0.1, 0.3
+    xv = x.as_array().ravel().astype(float)
+    zp = ridge(W, xv - b, mu * (1 + 2 * tau))
+    exact = (xv + 2 * tau * (W @ zp + b)) / (1 + 2 * tau)
+    R = SoftGenerativeRegulariser(G, mu=mu, init="zeros", tolerance=1e-10, max_iteration=300,
+                                  inexact_max_iteration=2)
+    R.proximal(x, tau)
+    assert R.stats.iterations == 2
+    assert rel_err(R.latent, zp) > 1e-6  # two BFGS iterations from z = 0 are not the answer
+    p = R.proximal(x, tau)
+    assert R.stats.iterations > 2
+    assert rel_err(p.as_array(), exact) < 1e-4
+    with pytest.raises(ValueError, match="inexact_max_iteration"):
+        SoftGenerativeRegulariser(G, inexact_max_iteration=0)

@@ -45,15 +45,19 @@ class GenerativeRegulariser(Function):
         relative tolerance of the inner optimiser (the tightest used when
         ``adaptive_tolerance``).
     adaptive_tolerance : bool
-        follow the outer iteration: the first latent step is solved to ``tolerance``; then one
-        whose
-        input moved by
+        follow the outer iteration (inexact proximal maps, as CIL's ``TotalVariation`` with its
+        few warm-started inner iterations): a latent step whose input moved by
         :math:`\delta = \|v_k - v_{k-1}\| / \|v_k\|` since the previous call is solved to
         :math:`\text{clip}(\delta^2, \text{tolerance}, \text{tolerance\_max})` — loose while the outer
         algorithm moves fast, tight as it settles (the inexact-prox idea of Schmidt, Le Roux &
-        Bach 2011, where summable inner errors keep the outer rate).
+        Bach 2011, where summable inner errors keep the outer rate). While it is at
+        ``tolerance_max`` (and for the first proximal map, the start of an outer iteration) the
+        step also runs at most ``inexact_max_iteration`` inner iterations, continued from its
+        warm start at the next call. The first value or gradient is solved to ``tolerance``.
     tolerance_max : float
         the loosest inner tolerance of ``adaptive_tolerance``.
+    inexact_max_iteration : int
+        inner iterations at most while ``adaptive_tolerance`` is at ``tolerance_max``.
     restarts : int
         random starts per latent step besides the warm start, batched through the generator.
     warm_start : bool
@@ -95,8 +99,8 @@ class GenerativeRegulariser(Function):
 
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
                  max_iteration=50, tolerance=1e-6, adaptive_tolerance=True, tolerance_max=1e-3,
-                 restarts=0, warm_start=True, init="auto", seed=None, device=None, lr=None,
-                 threads=1, latent_coupling=0.0, split_sum=None):
+                 inexact_max_iteration=3, restarts=0, warm_start=True, init="auto", seed=None,
+                 device=None, lr=None, threads=1, latent_coupling=0.0, split_sum=None):
         super().__init__()
         self.split_sum = split_sum
         self.latent_coupling = check_non_negative(latent_coupling, "latent_coupling")
@@ -117,6 +121,10 @@ class GenerativeRegulariser(Function):
         self.geometry = geometry
         self.adaptive_tolerance = bool(adaptive_tolerance)
         self.tolerance_max = max(float(tolerance_max), self.solver.tol)
+        if int(inexact_max_iteration) < 1:
+            raise ValueError(f"inexact_max_iteration must be a positive integer, got "
+                             f"{inexact_max_iteration}")
+        self.inexact_max_iteration = int(inexact_max_iteration)
         self._latent = None
         self._last_like = None
         self._previous_target = None
@@ -248,18 +256,22 @@ class GenerativeRegulariser(Function):
             return None
         return encode_mean(self.generator, target)
 
-    def _inner_tol(self, target, key):
-        """The tolerance of this latent step (see ``adaptive_tolerance``)."""
+    def _inner_options(self, target, key, proximal):
+        """The tolerance and iteration cap of this latent step (see ``adaptive_tolerance``)."""
         if not self.adaptive_tolerance or key != self.PRIMAL:
-            return self.solver.tol
+            return self.solver.tol, None
         previous, self._previous_target = self._previous_target, target.clone()
         if previous is None or previous.shape != target.shape:
-            return self.solver.tol
-        sums = [(target - previous).square().sum().item(), target.square().sum().item()]
-        if self.split_sum is not None:  # a slab of a volume: measure the whole volume's move
-            sums = self.split_sum(sums)
-        moved = (sums[0] / max(sums[1], 1e-24)) ** 0.5
-        return min(self.tolerance_max, max(self.solver.tol, moved ** 2))
+            tol = self.tolerance_max if proximal else self.solver.tol
+        else:
+            sums = [(target - previous).square().sum().item(), target.square().sum().item()]
+            if self.split_sum is not None:  # a slab of a volume: measure the whole volume's move
+                sums = self.split_sum(sums)
+            moved = (sums[0] / max(sums[1], 1e-24)) ** 0.5
+            tol = min(self.tolerance_max, max(self.solver.tol, moved ** 2))
+        if tol >= self.tolerance_max:
+            return tol, min(self.inexact_max_iteration, self.solver.max_iter)
+        return tol, None
 
     def _check_conjugate_mu(self):
         r"""The conjugate's latent maximisation needs the coercive term :math:`\mu\|z\|^2`."""
@@ -271,11 +283,11 @@ class GenerativeRegulariser(Function):
                 "exists. Use mu > 0 for the conjugate (e.g. PDHG's dual objective); the value, "
                 "proximal map (and gradient, where there is one) work with mu = 0.")
 
-    def _solve(self, misfit, target, latent_weight, key=PRIMAL, like=None):
+    def _solve(self, misfit, target, latent_weight, key=PRIMAL, like=None, proximal=False):
         z0 = self._initial_latent(target, key)
-        solution = self.solver.solve(misfit, target, latent_weight, z0=z0, key=key,
-                                     tol=self._inner_tol(target, key),
-                                     coupling=self._coupling())
+        tol, max_iter = self._inner_options(target, key, proximal)
+        solution = self.solver.solve(misfit, target, latent_weight, z0=z0, key=key, tol=tol,
+                                     coupling=self._coupling(), max_iter=max_iter)
         if key == self.PRIMAL:
             self._latent = solution.z
             self._last_like = like

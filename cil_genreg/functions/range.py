@@ -124,7 +124,7 @@ class RangeGenerativeRegulariser(GenerativeRegulariser):
         """
         tau = self._check_tau(tau)
         v = self._to_batch(x)
-        sol = self._solve(SquaredMisfit(0.5 / tau), v, 1.0, like=x)
+        sol = self._solve(SquaredMisfit(0.5 / tau), v, 1.0, like=x, proximal=True)
         return self._to_container(sol.image, x, out)
 
     def convex_conjugate(self, x):

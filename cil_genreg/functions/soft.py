@@ -115,7 +115,8 @@ class SoftGenerativeRegulariser(GenerativeRegulariser):
         """
         tau = self._check_tau(tau)
         v = self._to_batch(x)
-        sol = self._solve(SquaredMisfit(1.0 / (1.0 + 2.0 * tau)), v, self.mu, like=x)
+        sol = self._solve(SquaredMisfit(1.0 / (1.0 + 2.0 * tau)), v, self.mu, like=x,
+                          proximal=True)
         return self._to_container((v + (2.0 * tau) * sol.image) / (1.0 + 2.0 * tau), x, out)
 
     def convex_conjugate(self, x):

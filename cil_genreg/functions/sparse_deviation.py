@@ -133,7 +133,7 @@ class SparseDeviationGenerativeRegulariser(GenerativeRegulariser):
         """
         tau = self._check_tau(tau)
         v = self._to_batch(x)
-        sol = self._solve(HuberMisfit(tau), v, self.mu, like=x)
+        sol = self._solve(HuberMisfit(tau), v, self.mu, like=x, proximal=True)
         return self._to_container(sol.image + soft_threshold(v - sol.image, tau), x, out)
 
     def convex_conjugate(self, x):

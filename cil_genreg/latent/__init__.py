@@ -7,9 +7,10 @@ from .generator import (GeneratorAdapter, encode_mean, frozen, jacobian_norm_squ
 from .misfits import SquaredMisfit, HuberMisfit, NegatedInnerProduct
 from .coupling import LatentChain
 from .solver import LatentSolver, LatentSolution, SolverStats, OPTIMISERS
-from .quasi_newton import BFGSMemory, LBFGSMemory, batched_quasi_newton
+from .quasi_newton import BFGSMemory, LBFGSMemory, QuasiNewtonIteration, batched_quasi_newton
 
 __all__ = ["GeneratorAdapter", "resolve_device", "frozen", "encode_mean",
-           "jacobian_norm_squared", "SquaredMisfit", "HuberMisfit", "NegatedInnerProduct", "LatentSolver", "LatentSolution", "SolverStats",
-           "OPTIMISERS", "batched_quasi_newton", "LatentChain",
+           "jacobian_norm_squared", "SquaredMisfit", "HuberMisfit", "NegatedInnerProduct",
+           "LatentSolver", "LatentSolution", "SolverStats", "OPTIMISERS", "batched_quasi_newton",
+           "QuasiNewtonIteration", "LatentChain",
            "BFGSMemory", "LBFGSMemory"]

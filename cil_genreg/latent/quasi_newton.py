@@ -24,7 +24,8 @@ def _pairs_ok(s, y):
     type can resolve (a pair from a step lost in rounding would blow the estimate up)."""
     sy = (s * y).sum(dim=1)
     margin = torch.finfo(s.dtype).eps ** 0.5
-    return sy, (sy > margin * y.norm(dim=1) * s.norm(dim=1)) & (sy > torch.finfo(s.dtype).tiny)
+    norms = torch.linalg.vector_norm(y, dim=1) * torch.linalg.vector_norm(s, dim=1)
+    return sy, (sy > margin * norms) & (sy > torch.finfo(s.dtype).tiny)
 
 
 class LBFGSMemory:
@@ -107,13 +108,115 @@ class BFGSMemory:
             self.H[broken] = torch.eye(s.shape[1], dtype=s.dtype, device=s.device)
 
 
+class QuasiNewtonIteration:
+    r"""A batched quasi-Newton run advanced one iteration at a time (what
+    :func:`batched_quasi_newton` loops over, and what a CIL Algorithm steps through).
+
+    Each iteration: direction :math:`d_b = -H_b \nabla f_b(z_b)` (steepest descent where it is
+    not a descent direction), Armijo backtracking on the step :math:`t_b`, curvature update,
+    stopping tests per problem (see :func:`batched_quasi_newton`).
+
+    Parameters
+    ----------
+    fg : callable
+        ``fg(z, rows) -> (f, g, aux)``, see :func:`batched_quasi_newton`.
+    z : torch.Tensor
+        (B, d) starting points (not modified).
+    memory : LBFGSMemory or BFGSMemory
+        curvature estimate to start from; a fresh one when its batch size does not match.
+    tol : float
+        relative tolerance of the stopping tests.
+
+    Attributes
+    ----------
+    z, f, g, aux : torch.Tensor
+        current points (B, d), values (B,), gradients (B, d) and by-products of ``fg``.
+    active : torch.Tensor
+        (B,) bool, the problems still running.
+    line_search_failed : torch.Tensor
+        (B,) bool, the problems that stopped because no step decreased their value.
+    iterations, evaluations : int
+        iterations run, calls of ``fg``.
+    """
+
+    def __init__(self, fg, z, memory, tol):
+        self.fg = fg
+        self.tol = float(tol)
+        z = z.detach().clone()
+        batch = z.shape[0]
+        if memory.batch not in (None, batch):
+            memory = type(memory)() if isinstance(memory, BFGSMemory) else \
+                LBFGSMemory(memory.history_size)
+        memory.batch = batch
+        self.memory = memory
+        self.z = z
+        self.f, self.g, self.aux = fg(z, None)
+        self.evaluations = 1
+        self.iterations = 0
+        self.active = ~_stationary(self.f, self.g, z, self.tol)
+        self.line_search_failed = torch.zeros_like(self.active)
+
+    @property
+    def running(self):
+        """Whether any problem is still running."""
+        return bool(self.active.any())
+
+    def step(self):
+        """One iteration of every running problem (nothing when none runs)."""
+        if not self.running:
+            return
+        z, f, g, aux, active, memory = self.z, self.f, self.g, self.aux, self.active, self.memory
+        batch = z.shape[0]
+        eps = torch.finfo(z.dtype).eps
+        if memory.empty:  # first step: at most a unit step in the largest coordinate
+            direction = -g * (1.0 / g.abs().amax(dim=1).clamp_min(1e-30)).clamp(max=1.0)[:, None]
+        else:
+            direction = memory.direction(g)
+        slope = (g * direction).sum(dim=1)
+        uphill = slope >= 0  # safeguard: fall back to steepest descent
+        if bool(uphill.any()):
+            direction[uphill] = -g[uphill]
+            slope = torch.where(uphill, -(g * g).sum(dim=1), slope)
+        direction *= active[:, None]
+        z_new, f_new, g_new, aux_new = z.clone(), f.clone(), g.clone(), aux.clone()
+        step = torch.ones(batch, dtype=z.dtype, device=z.device)
+        # near a minimum, values change by less than their rounding error: allow that much
+        slack = 4 * eps * f.abs()
+        pending = active.clone()
+        for _ in range(MAX_BACKTRACKS):
+            rows = None if bool(pending.all()) else pending.nonzero().squeeze(1)
+            sel = slice(None) if rows is None else rows
+            z_try = z[sel] + step[sel, None] * direction[sel]
+            f_try, g_try, aux_try = self.fg(z_try, rows)
+            self.evaluations += 1
+            ok = f_try <= f[sel] + ARMIJO * step[sel] * slope[sel] + slack[sel]
+            done = torch.arange(batch, device=z.device)[sel][ok]
+            z_new[done], f_new[done], g_new[done], aux_new[done] = \
+                z_try[ok], f_try[ok], g_try[ok], aux_try[ok]
+            pending[done] = False
+            if not bool(pending.any()):
+                break
+            step[pending] *= 0.5
+        else:  # no decrease found for some: they stay where they are and stop
+            active = active & ~pending
+            self.line_search_failed |= pending
+        s = z_new - z
+        memory.update(s, g_new - g)
+        stalled = s.abs().amax(dim=1) <= 4 * eps * (1 + z.abs().amax(dim=1))
+        converged = ((f - f_new).abs() <= self.tol * f_new.abs().clamp_min(1e-12)) | stalled | \
+            _stationary(f_new, g_new, z_new, self.tol)
+        self.active = active & ~converged
+        self.z, self.f, self.g, self.aux = z_new, f_new, g_new, aux_new
+        self.iterations += 1
+
+
 def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
     r"""Minimise a batch of independent smooth functions,
 
     .. math:: z_b^* = \underset{z}{\text{argmin}}\; f_b(z), \qquad b = 1, \dots, B,
 
     each with its own quasi-Newton step :math:`z \leftarrow z - t H_b \nabla f_b(z)` and
-    Armijo backtracking on :math:`t`.
+    Armijo backtracking on :math:`t` (the iterations of :class:`QuasiNewtonIteration`).
 
     Parameters
     ----------
@@ -134,7 +237,7 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
         when it is first-order optimal to that relative accuracy:
         :math:`\|\nabla f_b\|_\infty (1 + \|z_b\|_\infty) \le \text{tol}\,|f_b|` (a test
         that a warm start already near the minimum passes at once), or when its step falls
-        below the rounding error of :math:`z_b`.
+        below the rounding error of :math:`z_b`, or when no step decreases its value.
 
     Returns
     -------
@@ -151,58 +254,10 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
     memory : LBFGSMemory or BFGSMemory
         the updated curvature estimate (to warm-start the next solve).
     """
-    z = z.detach().clone()
-    batch = z.shape[0]
-    if memory.batch not in (None, batch):
-        memory = type(memory)() if isinstance(memory, BFGSMemory) else LBFGSMemory(memory.history_size)
-    memory.batch = batch
-    f, g, aux = fg(z, None)
-    evaluations = 1
-    active = ~_stationary(f, g, z, tol)
-    eps = torch.finfo(z.dtype).eps
-    iterations = 0
-    for iterations in range(1, max_iter + 1):
-        if memory.empty:  # first step: at most a unit step in the largest coordinate
-            direction = -g * (1.0 / g.abs().amax(dim=1).clamp_min(1e-30)).clamp(max=1.0)[:, None]
-        else:
-            direction = memory.direction(g)
-        slope = (g * direction).sum(dim=1)
-        uphill = slope >= 0  # safeguard: fall back to steepest descent
-        if bool(uphill.any()):
-            direction[uphill] = -g[uphill]
-            slope = torch.where(uphill, -(g * g).sum(dim=1), slope)
-        direction *= active[:, None]
-        z_new, f_new, g_new, aux_new = z.clone(), f.clone(), g.clone(), aux.clone()
-        step = torch.ones(batch, dtype=z.dtype, device=z.device)
-        # near a minimum, values change by less than their rounding error: allow that much
-        slack = 4 * eps * f.abs()
-        pending = active.clone()
-        for _ in range(MAX_BACKTRACKS):
-            rows = None if bool(pending.all()) else pending.nonzero().squeeze(1)
-            sel = slice(None) if rows is None else rows
-            z_try = z[sel] + step[sel, None] * direction[sel]
-            f_try, g_try, aux_try = fg(z_try, rows)
-            evaluations += 1
-            ok = f_try <= f[sel] + ARMIJO * step[sel] * slope[sel] + slack[sel]
-            done = torch.arange(batch, device=z.device)[sel][ok]
-            z_new[done], f_new[done], g_new[done], aux_new[done] = \
-                z_try[ok], f_try[ok], g_try[ok], aux_try[ok]
-            pending[done] = False
-            if not bool(pending.any()):
-                break
-            step[pending] *= 0.5
-        else:  # no decrease found for some: they stay where they are and stop
-            active = active & ~pending
-        s = z_new - z
-        memory.update(s, g_new - g)
-        stalled = s.abs().amax(dim=1) <= 4 * eps * (1 + z.abs().amax(dim=1))
-        converged = ((f - f_new).abs() <= tol * f_new.abs().clamp_min(1e-12)) | stalled | \
-            _stationary(f_new, g_new, z_new, tol)
-        active = active & ~converged
-        z, f, g, aux = z_new, f_new, g_new, aux_new
-        if not bool(active.any()):
-            break
-    return z, f, aux, iterations, evaluations, memory
+    run = QuasiNewtonIteration(fg, z, memory, tol)
+    while run.running and run.iterations < max_iter:
+        run.step()
+    return run.z, run.f, run.aux, run.iterations, run.evaluations, run.memory
 
 
 def _stationary(f, g, z, tol):

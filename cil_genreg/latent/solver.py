@@ -149,6 +149,7 @@ class LatentSolver:
             self._rng.manual_seed(int(seed))
         self._warm = {}
         self._memory = {}
+        self._graph = {}
         self.stats = SolverStats()
 
     @property
@@ -170,10 +171,13 @@ class LatentSolver:
         if key is None:
             self._warm.clear()
             self._memory.clear()
+            self._graph.clear()
         else:
             self._warm.pop(key, None)
             for k in [k for k in self._memory if k == key or k.startswith(f"{key}/chain")]:
                 del self._memory[k]
+            for k in [k for k in self._graph if k == key or k.startswith(f"{key}/chain")]:
+                del self._graph[k]
 
     def warm_latent(self, key="default"):
         """The stored solution of ``key``.
@@ -212,7 +216,7 @@ class LatentSolver:
         return torch.cat([first, extra.to(self.device)], dim=0)
 
     def solve(self, misfit, target, latent_weight, z0=None, key="default", tol=None,
-              coupling=None):
+              coupling=None, max_iter=None):
         r"""Solve the batch of latent problems.
 
         With ``coupling`` (a :class:`~cil_genreg.latent.coupling.LatentChain` of weight
@@ -241,6 +245,8 @@ class LatentSolver:
             this solve's tolerance instead of the solver's ``tol``.
         coupling : LatentChain, optional
             the chain term; None (or weight 0 without boundary latents): slice-wise.
+        max_iter : int, optional
+            this solve's iteration cap instead of the solver's ``max_iter``.
 
         Returns
         -------
@@ -256,6 +262,7 @@ class LatentSolver:
         t0 = time.perf_counter()
         stats = self.stats
         tol = self.tol if tol is None else float(tol)
+        max_iter = self.max_iter if max_iter is None else int(max_iter)
         target = target.to(self.device, torch.float32)
         batch = target.shape[0]
         z = self._starts(batch, z0, key)
@@ -264,10 +271,11 @@ class LatentSolver:
         c = float(latent_weight)
         G = self.adapter.module
 
-        def objective(zz, rows=None):
-            stats.generator_calls += 1
-            stats.generator_images += zz.shape[0]
-            image = G(zz)
+        def objective(zz, rows=None, image=None):
+            if image is None:
+                stats.generator_calls += 1
+                stats.generator_images += zz.shape[0]
+                image = G(zz)
             wanted = target_rep if rows is None else target_rep[rows]
             return misfit(image, wanted) + c * zz.square().sum(dim=1), image
 
@@ -275,14 +283,14 @@ class LatentSolver:
                                             or coupling.after is not None)
         if chained:
             z, images, values, iterations = self._solve_chain(
-                objective, z, n_starts, batch, coupling, tol, key)
+                objective, z, n_starts, batch, coupling, tol, key, max_iter)
         else:
             with torch.enable_grad(), frozen(G), self.adapter.threads():
                 if self.optimiser in ("bfgs", "lbfgs"):
                     z, values, images, iterations = self._run_quasi_newton(
-                        z, objective, tol, key)
+                        z, objective, tol, key, max_iter=max_iter, reuse_graph=True)
                 else:
-                    z, values, images, iterations = self._run_adam(z, objective, tol)
+                    z, values, images, iterations = self._run_adam(z, objective, tol, max_iter)
         if not bool(torch.isfinite(values).all()):
             raise ValueError(
                 "the generator's output became NaN or Inf during the latent step (objective "
@@ -299,7 +307,7 @@ class LatentSolver:
         stats.seconds += time.perf_counter() - t0
         return LatentSolution(z=z, image=images, objective=values, iterations=iterations)
 
-    def _solve_chain(self, objective, z, n_starts, batch, chain, tol, key):
+    def _solve_chain(self, objective, z, n_starts, batch, chain, tol, key, max_iter=None):
         """The coupled solve: each start is one problem of dimension batch × d."""
         d = self.latent_dim
         slice_rows = torch.arange(n_starts * batch, device=self.device).view(n_starts, batch)
@@ -317,10 +325,12 @@ class LatentSolver:
         G = self.adapter.module
         with torch.enable_grad(), frozen(G), self.adapter.threads():
             if self.optimiser == "adam":
-                chains, totals, _, iterations = self._run_adam(chains, chain_objective, tol)
+                chains, totals, _, iterations = self._run_adam(chains, chain_objective, tol,
+                                                               max_iter)
             else:
                 chains, totals, _, iterations = self._run_quasi_newton(
-                    chains, chain_objective, tol, f"{key}/chain{batch}", dense=dense)
+                    chains, chain_objective, tol, f"{key}/chain{batch}", dense=dense,
+                    max_iter=max_iter)
         best = int(totals.argmin())
         z = chains[best].reshape(batch, d)
         with torch.no_grad(), frozen(G), self.adapter.threads():
@@ -332,28 +342,46 @@ class LatentSolver:
         dense = self.optimiser == "bfgs" if dense is None else dense
         return BFGSMemory() if dense else LBFGSMemory(self.history_size)
 
-    def _run_quasi_newton(self, z, objective, tol, key, dense=None):
+    def _run_quasi_newton(self, z, objective, tol, key, dense=None, max_iter=None,
+                          reuse_graph=False):
+        # For a single problem the last evaluation's generator graph is kept (retain_graph):
+        # when the next solve of this key starts exactly there (the warm start of a 2D outer
+        # iteration), only the misfit changes, and the forward pass through G is skipped. (A
+        # batch's rows end in different evaluations, so it would rarely match: not kept.)
+        keep = reuse_graph and self.warm_start and z.shape[0] == 1
+        kept = self._graph.pop(key, None) if keep else None
+        last = []
+
         def fg(zz, rows):
-            zz = zz.detach().requires_grad_(True)
-            values, images = objective(zz, rows)
-            (grad,) = torch.autograd.grad(values.sum(), zz)
+            if rows is None and kept is not None and kept[0].shape == zz.shape \
+                    and torch.equal(kept[0], zz):
+                leaf, values, images = kept[1], *objective(kept[1], None, kept[2])
+            else:
+                leaf = zz.detach().requires_grad_(True)
+                values, images = objective(leaf, rows)
+            (grad,) = torch.autograd.grad(values.sum(), leaf, retain_graph=keep)
+            if keep:
+                last[:] = [leaf.detach(), leaf, images]
             return values.detach(), grad, images.detach()
 
         # warm starts carry the curvature too: the next problem (a nearby target, the same
         # generator) has nearly the same Hessian, so its first step needs no backtracking
         memory = self._memory.get(key) if self.warm_start else None
         z, values, images, iterations, _, memory = batched_quasi_newton(
-            fg, z, memory if memory is not None else self._new_memory(dense), self.max_iter,
-            tol)
+            fg, z, memory if memory is not None else self._new_memory(dense),
+            self.max_iter if max_iter is None else max_iter, tol)
         if self.warm_start:
             self._memory[key] = memory
+            if last and torch.equal(last[0], z):
+                self._graph[key] = tuple(last)
         return z, values, images, iterations
 
-    def _run_adam(self, z, objective, tol):
+    def _run_adam(self, z, objective, tol, max_iter=None):
+        max_iter = self.max_iter if max_iter is None else max_iter
         z = z.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.lr)
-        previous, calm, iterations = None, 0, self.max_iter
-        for it in range(1, self.max_iter + 1):
+        previous, calm, iterations = None, 0, max_iter
+        for it in range(1, max_iter + 1):
             loss = objective(z)[0].sum()
             (z.grad,) = torch.autograd.grad(loss, z)
             opt.step()
