@@ -1,9 +1,9 @@
 """Image datasets as float32 arrays (N, H, W) with intensities in [0, 1].
 
 Nothing is downloaded. :func:`mnist` reads local MNIST files (the held-out test split ships in
-the package); :func:`shapes` and :func:`ellipses` are synthetic (:func:`shape_volumes`: 3D phantoms
-whose slices are shapes); :func:`fastmri_knee` reads
-fastMRI knee HDF5 files; :func:`image_folder` reads PNG/TIFF files, TIFF stacks or arrays; :func:`ct_slices` and
+the package); :func:`shapes` and :func:`ellipses` are synthetic (:func:`shape_volumes`: 3D
+phantoms whose slices are shapes); :func:`fastmri_knee` reads fastMRI knee HDF5 files;
+:func:`image_folder` reads PNG/TIFF files, TIFF stacks or arrays; :func:`ct_slices` and
 :func:`ct_patches` read real CT volumes that install offline (chest: MIT, head: GPL-2).
 """
 from .mnist import mnist
