@@ -179,7 +179,8 @@ def test_warm_start_is_kept_per_tiling_corner(lin):
     ig = ImageGeometry(16, 16)
     x = ig.allocate("random", seed=9)
     R = PatchGenerativeRegulariser(SoftGenerativeRegulariser(G, mu=0.1, max_iteration=300,
-                                                             tolerance=1e-10),
+                                                             tolerance=1e-10,
+                                                             adaptive_tolerance=False),
                                    offsets=[(0, 0), (4, 4)])
     R.proximal(x, 0.1)
     R.proximal(x, 0.1)

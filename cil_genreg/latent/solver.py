@@ -8,12 +8,12 @@ generative regularisers: warm starts, restarts batched through the generator, an
 with respect to the latent only (the generator's weights are frozen while it runs).
 """
 import time
-from dataclasses import dataclass, asdict
 
 import torch
 
 from .generator import GeneratorAdapter, frozen
 from .quasi_newton import BFGSMemory, LBFGSMemory, batched_quasi_newton
+from .results import LatentSolution, SolverStats
 
 #: the ``optimiser`` choices of :class:`LatentSolver`: "auto" (BFGS up to latent dimension 256,
 #: L-BFGS above), dense "bfgs", "lbfgs" (both batched quasi-Newton) or "adam".
@@ -21,61 +21,6 @@ OPTIMISERS = ("auto", "bfgs", "lbfgs", "adam")
 DENSE_BFGS_MAX_DIM = 256
 #: a coupled volume is one problem of dimension slices × d: dense BFGS up to this size
 DENSE_CHAIN_MAX_DIM = 1024
-
-
-@dataclass
-class SolverStats:
-    """Counters of a :class:`LatentSolver`, cumulative until :meth:`reset`.
-
-    Parameters
-    ----------
-    solves : int
-        latent problems solved (calls of :meth:`LatentSolver.solve`).
-    iterations : int
-        inner optimiser iterations, summed over solves.
-    generator_calls : int
-        batched forward passes through the generator.
-    generator_images : int
-        images generated (each call counts its batch size).
-    seconds : float
-        wall-clock seconds spent inside :meth:`LatentSolver.solve`.
-    """
-    solves: int = 0
-    iterations: int = 0
-    generator_calls: int = 0
-    generator_images: int = 0
-    seconds: float = 0.0
-
-    def reset(self):
-        """Set every counter to zero."""
-        self.solves = self.iterations = self.generator_calls = self.generator_images = 0
-        self.seconds = 0.0
-
-    def as_dict(self):
-        """The counters as a dict (field name to value)."""
-        return asdict(self)
-
-
-@dataclass
-class LatentSolution:
-    r"""What :meth:`LatentSolver.solve` found for a batch of targets :math:`v_b`: the best
-    latent per target and its objective :math:`\varphi(v_b - G(z_b)) + c\|z_b\|^2`.
-
-    Parameters
-    ----------
-    z : torch.Tensor
-        (B, d) latents.
-    image : torch.Tensor
-        :math:`G(z)`, (B, 1, H, W).
-    objective : torch.Tensor
-        (B,) objective values at ``z``.
-    iterations : int
-        inner iterations the solve took.
-    """
-    z: torch.Tensor
-    image: torch.Tensor
-    objective: torch.Tensor
-    iterations: int
 
 
 class LatentSolver:
