@@ -20,6 +20,8 @@ INSTALL_REQUIRES = [
 ]
 EXTRAS_REQUIRE = {
     "astra": ["astra-toolbox"],
+    # datasets.ct_slices / ct_patches read the chest CT (a NIfTI file) with nibabel
+    "ct": ["nibabel"],
     "test": ["pytest", "pyyaml"],
 }
 
