@@ -12,8 +12,8 @@ import numpy as np
 
 from .operators import SliceWiseOperator
 from .validation import DeviceUnavailableError
+from .defaults import GEOMETRIES
 
-GEOMETRIES = ("parallel", "limited", "fan")
 
 
 def make_geometry(size, angles, geometry="parallel", panel=None, slices=None, limited_span=90):

@@ -19,52 +19,8 @@ from .functions import (LatentLeastSquares, RangeGenerativeRegulariser, SliceWis
                         SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser)
 from .functions.patch import patch_prior_for
 from .validation import check_positive
-
-METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
-#: methods a comparison runs when asked (``--methods ... hybrid``): TV + soft together
-EXTRA_METHODS = ("hybrid",)
-ALL_METHODS = METHODS + EXTRA_METHODS
-LABELS = {"fbp": "FBP", "tv": "TV", "latent": "range (latent)", "range": "range",
-          "soft": "soft", "sparse": "sparse deviations", "hybrid": "TV + soft"}
-#: λ per method, tuned on MNIST at 5 % noise: the grid of a full comparison (5 values), the
-#: three of ``cil-genreg demo``, the two of a ``--quick`` run, and the one default of
-#: ``cil-genreg reconstruct``
-LAMBDAS = {
-    "tv": {"grid": (0.3, 1.0, 2.0, 4.0, 8.0), "demo": (1.0, 2.0, 4.0), "quick": (1.0, 4.0),
-           "default": 2.0},
-    "latent": {"grid": (0.1, 0.3, 1.0, 3.0, 10.0), "demo": (0.3, 1.0, 3.0),
-               "quick": (0.3, 3.0), "default": 1.0},
-    "range": {"grid": (0.03, 0.1, 0.3, 1.0, 3.0), "demo": (0.1, 0.3, 1.0), "quick": (0.3, 1.0),
-              "default": 0.3},
-    "soft": {"grid": (10.0, 30.0, 60.0, 100.0, 200.0), "demo": (30.0, 60.0, 100.0),
-             "quick": (30.0, 100.0), "default": 60.0},
-    "sparse": {"grid": (1.0, 3.0, 10.0, 30.0, 100.0), "demo": (10.0, 30.0, 100.0),
-               "quick": (10.0, 30.0), "default": 30.0},
-    "hybrid": {"grid": (3.0, 10.0, 30.0), "demo": (10.0, 30.0), "quick": (10.0,),
-               "default": 10.0},
-}
-#: the latent weight μ of soft and sparse (and of the hybrid's soft part)
-MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
-#: the hybrid's TV weight, as a fraction of the λ the discrepancy principle chose for TV alone
-#: on the same data (the hybrid's own λ grid is that of its generative part)
-HYBRID_TV_FRACTION = 0.5
-
-
-def lambda_grids(kind="grid"):
-    """The λ of each method from :data:`LAMBDAS`.
-
-    Parameters
-    ----------
-    kind : str
-        "grid", "demo", "quick" (tuples) or "default" (one float).
-
-    Returns
-    -------
-    dict
-        method → its λ (grid).
-    """
-    return {method: row[kind] for method, row in LAMBDAS.items()}
-
+from .defaults import (ALL_METHODS, EXTRA_METHODS, HYBRID_TV_FRACTION, LABELS,  # noqa: F401
+                       LAMBDAS, METHODS, MU, lambda_grids)
 
 def load_generator(name_or_path):
     """A shipped model by name (``models.available_pretrained()``) or a checkpoint path.

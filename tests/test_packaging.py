@@ -353,6 +353,31 @@ def test_torch_side_imports_without_cil_and_cil_side_says_how_to_install_it():
         assert re.search(r"\bcil\b", message), message
 
 
+TRAIN_WITHOUT_CIL = BLOCK_CIL.split("import cil_genreg\n")[0] + r"""
+import numpy as np
+from cil_genreg.cli import main
+np.save(sys.argv[1], np.random.default_rng(0).random((40, 16, 16)).astype(np.float32))
+status = main(["train", "--data", sys.argv[1], "--epochs", "1", "--latent-dim", "2",
+               "--width", "2", "--batch-size", "16", "--quiet", "--out", sys.argv[2]])
+assert not [m for m in sys.modules if m == "cil" or m.startswith("cil.")]
+print("status", status)
+"""
+
+
+def test_cil_genreg_train_runs_without_cil(tmp_path):
+    """Training is torch only: the command line's parser (and `train`) never imports CIL."""
+    spec = importlib.util.find_spec("cil_genreg")
+    where = str(Path(spec.origin).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([where] + [p for p in [env.get("PYTHONPATH")] if p])
+    out = tmp_path / "g.safetensors"
+    proc = subprocess.run([sys.executable, "-c", TRAIN_WITHOUT_CIL, str(tmp_path / "x.npy"),
+                           str(out)], cwd=where, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert proc.stdout.splitlines()[-1] == "status 0" and out.is_file()
+
+
 # -- 6. the API page names every public name --------------------------------------------------
 @pytest.mark.parametrize("module", ["cil_genreg", "cil_genreg.latent", "cil_genreg.models",
                                     "cil_genreg.datasets", "cil_genreg.training",

@@ -4,8 +4,7 @@ import argparse
 import json
 import sys
 
-from ..forward import GEOMETRIES, check_backend
-from ..methods import ALL_METHODS, METHODS
+from ..defaults import ALL_METHODS, GEOMETRIES, METHODS
 from ..validation import DeviceUnavailableError
 
 
@@ -151,6 +150,7 @@ def backend_refusal(args):
     None or int
     """
     try:
+        from ..forward import check_backend
         check_backend(args.backend, args.device)
     except DeviceUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from ..methods import METHODS, lambda_grids
+from ..defaults import METHODS, lambda_grids
 from ..output_safety import check_output_file
 from ..validation import check_finite_array
 
