@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from .methods import ALL_METHODS, LABELS, METHODS
+from .defaults import ALL_METHODS, LABELS
 from .metrics import psnr
 
 #: how the figures name each forward problem
@@ -61,11 +61,32 @@ def comparison_figure(examples, path, title=""):
                   vmax=1 if cmap == "gray" else None, aspect="auto" if cmap != "gray" else None)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
+    return save_figure(fig, path, title, dpi=120)
+
+
+def save_figure(fig, path, title="", dpi=110):
+    """Title, lay out, write (making its folder) and close a matplotlib figure.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : str
+    title : str
+        the figure's suptitle (none when empty).
+    dpi : int
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 

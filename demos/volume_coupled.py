@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from cil_genreg import (RangeGenerativeRegulariser, SoftGenerativeRegulariser, forward, methods,
-                        metrics)
+                        metrics, reports)
 from cil_genreg.datasets import shape_volumes
 from cil_genreg.z_tv import z_tv_pdhg
 
@@ -134,11 +134,7 @@ def figure(truth, found, best_coupled, best_ztv, path, title, method="soft"):
         a.set_xticks([]), a.set_yticks([])
         if i == 0:
             a.set_ylabel(f"z (x–z section, row {row})", fontsize=7)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return reports.save_figure(fig, path)
 
 
 def main(argv=None):

@@ -71,13 +71,7 @@ def volume_figure(examples, path, title="", columns=4):
                 ax.set_ylabel(name, fontsize=8)
             if r == 0:
                 ax.set_title(f"slice {c}", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return reports.save_figure(fig, path, title)
 
 
 def main(argv=None):
