@@ -76,18 +76,29 @@ def main(argv=None):
     if refusal:
         return refusal
     from cil_genreg import datasets
+    from cil_genreg.output_safety import check_output_files
     try:
         images = datasets.ct_slices(args.volume, split="test", size=args.size, n=args.n,
                                     seed=args.seed)
     except FileNotFoundError as err:
         print(f"ct_tomography: {err}", file=sys.stderr)
         return 2
+    full = (datasets.ct_slices(args.volume, split="test", size=None, n=args.n, seed=args.seed)
+            if args.full_size else None)
+    names = comparison.output_names(f"ct{args.size}", args.geometry, args.angles)
+    if full is not None:
+        names += comparison.output_names(f"ct{full.shape[-1]}_patches", args.geometry,
+                                         args.angles)
+    # every file of the run is checked before anything runs (the second comparison then writes
+    # summary.json again, its own rows)
+    check_output_files(args.out, names + ["summary.json", "ct_timing.json"],
+                       overwrite=args.overwrite)
     generator = methods.load_generator(args.model)
     common = dict(angles=args.angles, geometries=args.geometry, noise=args.noise,
                   iterations=args.iterations, lambdas=lambdas, out=args.out,
                   backend=args.backend, device=args.device, seed=args.seed,
                   progress=not args.quiet, mu=MU, start_from=args.start,
-                  overwrite=args.overwrite, limited_span=args.limited_span)
+                  overwrite=True, limited_span=args.limited_span)
     summary = comparison.run_comparison(
         images, generator, f"ct{args.size}", methods=args.methods, title=f"CT {args.size}²",
         meta={"model": args.model, "data": f"{args.volume} CT, held-out block"}, **common)
@@ -96,9 +107,7 @@ def main(argv=None):
     timing = {"size": args.size, "iterations": args.iterations, "soft_seconds": seconds}
     print(f"one {args.size}² soft reconstruction, {args.iterations} FISTA iterations: "
           f"{seconds:.1f} s")
-    if args.full_size:
-        full = datasets.ct_slices(args.volume, split="test", size=None, n=args.n,
-                                  seed=args.seed)
+    if full is not None:
         patch_generator = methods.load_generator(args.patch_model)
         patch_methods = [m for m in args.methods if m != "latent"]
         summary += comparison.run_comparison(
