@@ -32,6 +32,57 @@ def test_generator_shapes(size, arch, latent_dim):
         assert critic(x).shape == (2,)
 
 
+@pytest.mark.parametrize("arch", ["vae", "ae", "gan"])
+def test_latent_grid_models_are_fully_convolutional(arch, tmp_path):
+    """A latent grid g: d = c g^2 latents decode to (1, H, H); each latent pixel changes only
+    its own neighbourhood of the image (a dense latent changes every pixel); the encoder gives
+    d means (and log-variances) laid out as the decoder reads them; save/load keeps it."""
+    torch.manual_seed(0)
+    m = models.build(arch, latent_dim=2 * 8 * 8, image_shape=32, width=4, res_blocks=1,
+                     latent_grid=8).eval()
+    assert m.config["latent_grid"] == 8 and m.decoder.latent_channels == 2
+    z = torch.randn(2, 128)
+    with torch.no_grad():
+        y = m(z)
+        bumped = z.clone()
+        bumped.view(2, 2, 8, 8)[:, 1, 0, 0] += 3.0  # channel 1, top-left latent pixel
+        changed = (m(bumped) - y).abs()[0, 0] > 0
+    assert y.shape == (2, 1, 32, 32)
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    assert changed.any() and int(rows.max()) < 16 and int(cols.max()) < 16, "not local"
+    if arch != "gan":
+        code = m.encode(torch.rand(3, 1, 32, 32))
+        for t in (code if arch == "vae" else (code,)):
+            assert t.shape == (3, 128)
+        if arch == "vae":  # the log-variance channels start at LOGVAR_BIAS
+            bias = m.encoder.output_layer.bias
+            assert bias.shape == (4,) and bool((bias[2:] == -6.0).all())
+    again = models.load(models.save(m, tmp_path / "grid.safetensors"))
+    assert again.config == m.config
+    with torch.no_grad():
+        torch.testing.assert_close(again(z), y)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(latent_dim=100, latent_grid=8), "multiple of latent_grid"),
+    (dict(latent_dim=128, latent_grid=12), "does not fit images of side 32"),
+    (dict(latent_dim=1024, latent_grid=32), "does not fit images of side 32"),
+    (dict(latent_dim=128, latent_grid=-1), "latent_grid >= 0")])
+def test_latent_grid_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        models.build("vae", image_shape=32, **kw)
+
+
+def test_latent_grid_config_bounds_in_checkpoints():
+    from cil_genreg.models.checkpoints import CheckpointError
+    from cil_genreg.models.header import check_config
+    config = {"arch": "vae", "latent_dim": 128, "image_shape": [32, 32], "width": 4}
+    check_config({**config, "latent_grid": 8})
+    with pytest.raises(CheckpointError, match="latent_grid"):
+        check_config({**config, "latent_grid": 10 ** 6})
+    assert "latent_grid" not in models.build("vae", 16, 28).config
+
+
 def test_classes_and_config():
     assert isinstance(models.build("vae", 3, 28), models.VAE)
     assert isinstance(models.build("ae", 3, 28), models.Autoencoder)

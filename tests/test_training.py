@@ -154,6 +154,28 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert models.load(out).metadata["epochs"] == 2
 
 
+def test_cli_trains_and_resumes_a_latent_grid_model(tmp_path, capsys):
+    """--latent-grid builds the fully convolutional model, its config goes into the checkpoint
+    and --resume continues the same model."""
+    data = tmp_path / "imgs.npy"
+    np.save(data, DATA[:40])
+    out = tmp_path / "g.safetensors"
+    args = ["train", "--model", "vae", "--data", str(data), "--epochs", "1", "--latent-dim",
+            str(2 * (DATA.shape[-1] // 4) ** 2), "--latent-grid", str(DATA.shape[-1] // 4),
+            "--width", "4", "--res-blocks", "1", "--batch-size", "20", "--out", str(out),
+            "--quiet", "--threads", "1"]
+    assert main(args) == 0
+    model = models.load(out)
+    assert model.config["latent_grid"] == DATA.shape[-1] // 4 and model.config["res_blocks"] == 1
+    assert "--latent-grid" in model.metadata["command"]
+    assert main(args[:6] + ["2"] + args[7:] + ["--resume"]) == 0
+    assert models.load(out).metadata["epochs"] == 2
+    capsys.readouterr()
+    bad = args[:8] + ["100"] + args[9:] + ["--overwrite"]
+    assert main(bad) == 1  # refused before any training, one error line
+    assert "multiple of latent_grid" in capsys.readouterr().err
+
+
 def test_cli_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])

@@ -36,6 +36,10 @@ def add_parser(subparsers):
     p.add_argument("--width", type=int, default=16, help="channels at the finest scale")
     p.add_argument("--res-blocks", type=int, default=0,
                    help="residual blocks after each decoder scale (sharper large images)")
+    p.add_argument("--latent-grid", type=int, default=0,
+                   help="fully convolutional model: the latent is latent-dim / G^2 channels on a "
+                        "G x G grid (e.g. --latent-grid 32 --latent-dim 2048 for 128x128 CT); "
+                        "0: a dense latent")
     p.add_argument("--augment", type=int, default=0,
                    help="ct-*: augmented copies (flips, rotations, crops) of every slice")
     p.add_argument("--patch", type=int, default=None,
@@ -84,10 +88,10 @@ def run(args):
         info["validation"] = f"{k} images of the train split (seed {args.seed})"
     command = "cil-genreg " + shlex.join(getattr(args, "_argv", sys.argv[1:]))
     model = args.model
-    if args.res_blocks:
+    if args.res_blocks or args.latent_grid:
         from ..models import build
         model = build(args.model, latent_dim=args.latent_dim, image_shape=images.shape[1:],
-                      width=args.width, res_blocks=args.res_blocks)
+                      width=args.width, res_blocks=args.res_blocks, latent_grid=args.latent_grid)
     result = train(model=model, data=images, epochs=args.epochs, batch_size=args.batch_size,
                    lr=args.lr, latent_dim=args.latent_dim, seed=args.seed, device=args.device,
                    checkpoint=args.out, resume=args.resume, overwrite=args.overwrite,

@@ -170,7 +170,7 @@ def read_header(path):
 
 #: bounds of a checkpoint's config, checked before any model is built from it.
 CONFIG_BOUNDS = {"latent_dim": (1, 65536), "width": (1, 1024), "image_side": (16, 8192),
-                 "res_blocks": (0, 16)}
+                 "res_blocks": (0, 16), "latent_grid": (0, 4096)}
 
 
 def check_config(config, where="the metadata"):
@@ -180,7 +180,8 @@ def check_config(config, where="the metadata"):
     Parameters
     ----------
     config : dict
-        ``arch``, ``latent_dim``, ``image_shape`` and optionally ``width`` and ``res_blocks``.
+        ``arch``, ``latent_dim``, ``image_shape`` and optionally ``width``, ``res_blocks`` and
+        ``latent_grid``.
     where : str
         names the source in messages.
 
@@ -200,7 +201,8 @@ def check_config(config, where="the metadata"):
 
     if not isinstance(config, dict):
         raise bad("not a JSON object")
-    extra = set(config) - {"arch", "latent_dim", "image_shape", "width", "res_blocks"}
+    extra = set(config) - {"arch", "latent_dim", "image_shape", "width", "res_blocks",
+                           "latent_grid"}
     if extra:
         raise bad(f"unknown entries {sorted(extra)}")
     if config.get("arch") not in ARCHITECTURES:
@@ -214,7 +216,7 @@ def check_config(config, where="the metadata"):
     if not isinstance(sides, list) or len(sides) != 2 or not all(
             type(v) is int and lo <= v <= hi for v in sides):
         raise bad(f"image_shape must be [H, H] with {lo} <= H <= {hi}")
-    for key in ("latent_dim", "width", "res_blocks"):
+    for key in ("latent_dim", "width", "res_blocks", "latent_grid"):
         if key not in config and key != "latent_dim":
             continue
         lo, hi = CONFIG_BOUNDS[key]
