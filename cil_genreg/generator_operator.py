@@ -28,11 +28,11 @@ class GeneratorOperator(Operator):
         default: a 2D ImageGeometry of the generator's image shape.
     device : str, optional
         where the generator runs.
-    threads : int or None
+    threads : int, "auto" or None
         CPU threads torch uses for the generator's passes (see :class:`GeneratorAdapter`).
     """
 
-    def __init__(self, generator, latent_dim=None, range_geometry=None, device=None, threads=1):
+    def __init__(self, generator, latent_dim=None, range_geometry=None, device=None, threads="auto"):
         self.adapter = GeneratorAdapter(generator, latent_dim, device=device, threads=threads)
         h, w = self.adapter.image_shape
         if range_geometry is None:
@@ -116,8 +116,9 @@ class GeneratorOperator(Operator):
         ImageData
             in the range geometry.
         """
-        with torch.inference_mode(), self.adapter.threads():
-            image = self.adapter(self.latent_batch(x))
+        z = self.latent_batch(x)
+        with torch.inference_mode(), self.adapter.threads(len(z)):
+            image = self.adapter(z)
         return from_tensor(image, out=out, geometry=self.range_geometry())
 
     def linearise(self, z):
@@ -140,11 +141,11 @@ class GeneratorOperator(Operator):
             maps a tensor ``w`` of that shape to :math:`J_G(z)^T w`, (slices, d).
         """
         zt = self.latent_batch(z).clone().requires_grad_(True)
-        with torch.enable_grad(), frozen(self.adapter.module), self.adapter.threads():
+        with torch.enable_grad(), frozen(self.adapter.module), self.adapter.threads(len(zt)):
             image = self.adapter(zt)
 
         def pullback(w):
-            with self.adapter.threads():
+            with self.adapter.threads(len(zt)):
                 (g,) = torch.autograd.grad(image, zt, w.reshape(image.shape).to(image))
             return g
 

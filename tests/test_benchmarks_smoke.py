@@ -64,3 +64,12 @@ def test_bench_volume(tmp_path):
     assert out.exists()
     assert finite(r["speedup"], r["batched_ms_per_slice"], r["loop_ms_per_slice"],
                   r["max_abs_difference"])
+
+
+def test_bench_threads(tmp_path):
+    out = tmp_path / "threads.json"
+    rows = bench("bench_threads").main(["--quick", "--models", "untrained", "--threads", "2",
+                                        "--out", str(out)])
+    assert out.exists() and [r["batch"] for r in rows] == [1, 8]
+    assert all(finite(r["one_thread_s"], r["many_threads_s"], r["ratio"]) for r in rows)
+    assert [r["auto"] for r in rows] == ["1", "1"]  # 8 digits are 6,272 pixels: one thread

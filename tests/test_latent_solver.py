@@ -239,3 +239,29 @@ def test_a_warm_start_at_the_last_evaluation_reuses_its_generator_pass():
     assert calls_kept == calls_fresh - 1
     torch.testing.assert_close(kept.z, fresh.z)
     torch.testing.assert_close(kept.objective, fresh.objective)
+
+
+def test_auto_threads_one_for_small_batches_torch_setting_for_large():
+    """threads="auto": one thread below AUTO_THREADS_PIXELS output pixels, torch's own count
+    from there on; the caller's setting is restored after the block; bad values are refused."""
+    from cil_genreg.latent.generator import AUTO_THREADS_PIXELS
+    G = LinearGenerator()  # 8 x 8 images
+    adapter = GeneratorAdapter(G)
+    small, large = 1, AUTO_THREADS_PIXELS // 64
+    assert adapter.thread_count(small) == 1 and adapter.thread_count(large) is None
+    assert adapter.thread_count(large - 1) == 1
+    assert GeneratorAdapter(G, threads=3).thread_count(large) == 3
+    assert GeneratorAdapter(G, threads=None).thread_count(small) is None
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with adapter.threads(small):
+            assert torch.get_num_threads() == 1
+        with adapter.threads(large):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for bad in ("many", 0, -2):
+        with pytest.raises(ValueError, match="threads must be"):
+            GeneratorAdapter(G, threads=bad)

@@ -70,7 +70,7 @@ class _ThroughGenerator:
     def __call__(self, z):
         adapter, n = self.operator.adapter, self.operator.n_slices
         zt = z.detach().reshape(-1, adapter.latent_dim).to(adapter.device).requires_grad_(True)
-        with torch.enable_grad(), frozen(adapter.module), adapter.threads():
+        with torch.enable_grad(), frozen(adapter.module), adapter.threads(len(zt)):
             images = adapter(zt)
             per_point = images.detach().reshape(z.shape[0], n, *images.shape[1:])
             values, backs = [], []

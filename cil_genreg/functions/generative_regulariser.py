@@ -69,9 +69,11 @@ class GenerativeRegulariser(Function):
         seeds the random restarts.
     device : str, optional
         "cpu" or "cuda[:k]"; default the generator's.
-    threads : int or None
-        CPU threads torch uses in the latent step (restored afterwards); default 1, which is
-        fastest for the many small passes of a latent step; None leaves torch's setting.
+    threads : int, "auto" or None
+        CPU threads torch uses in the latent step (restored afterwards); default ``"auto"``:
+        one thread for small batches (fastest for the many small passes of a latent step),
+        torch's setting for large ones (see :class:`~cil_genreg.latent.GeneratorAdapter`);
+        None leaves torch's setting.
     latent_coupling : float
         :math:`\lambda_z \ge 0`: for a volume (slices, H, W), couple neighbouring slices'
         latents, :math:`R(x) = \min_{z_0..z_{S-1}} \sum_k [D(x_k, G(z_k)) + c\|z_k\|^2]
@@ -100,7 +102,7 @@ class GenerativeRegulariser(Function):
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
                  max_iteration=50, tolerance=1e-6, adaptive_tolerance=True, tolerance_max=1e-3,
                  inexact_max_iteration=3, restarts=0, warm_start=True, init="auto", seed=None,
-                 device=None, lr=None, threads=1, latent_coupling=0.0, split_sum=None):
+                 device=None, lr=None, threads="auto", latent_coupling=0.0, split_sum=None):
         super().__init__()
         self.split_sum = split_sum
         self.latent_coupling = check_non_negative(latent_coupling, "latent_coupling")

@@ -41,8 +41,9 @@ class LatentLeastSquares(Function):
         and :math:`z = 0` (an estimate: :math:`f` is not globally Lipschitz-smooth).
     device : str, optional
         where the generator runs.
-    threads : int or None
-        CPU threads torch uses for the generator's passes (default 1; None: torch's).
+    threads : int, "auto" or None
+        CPU threads torch uses for the generator's passes (default ``"auto"``, see
+        :class:`~cil_genreg.latent.GeneratorAdapter`; None: torch's).
 
     Attributes
     ----------
@@ -53,7 +54,7 @@ class LatentLeastSquares(Function):
         :math:`z \mapsto G(z)`.
     """
 
-    def __init__(self, A, generator, y, c=1.0, latent_dim=None, L=None, device=None, threads=1):
+    def __init__(self, A, generator, y, c=1.0, latent_dim=None, L=None, device=None, threads="auto"):
         c = check_non_negative(c, "c")
         if not hasattr(y, "as_array") or not hasattr(y, "geometry"):
             raise TypeError(f"y must be a CIL DataContainer in A's range geometry (e.g. "

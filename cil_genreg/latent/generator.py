@@ -7,6 +7,10 @@ import torch
 from ..validation import check_device
 
 
+#: output pixels per batch from which ``threads="auto"`` keeps torch's thread count (all cores
+#: by default) instead of one thread: measured in benchmarks/bench_threads.py.
+AUTO_THREADS_PIXELS = 16384
+
 #: a :class:`torch.device` from ``None`` (CPU), a name or a device, checked to exist
 #: (:func:`cil_genreg.validation.check_device`).
 resolve_device = check_device
@@ -30,11 +34,13 @@ class GeneratorAdapter:
         ``d``; required when the module has no ``latent_dim`` attribute.
     device : str or torch.device, optional
         where the generator runs; default: where its parameters are (CPU if it has none).
-    threads : int or None
+    threads : int, "auto" or None
         CPU threads torch uses while this package runs the generator (restored afterwards);
-        None leaves torch's setting. Default 1: a latent step is many small passes, where
-        the threads' synchronisation costs more than they save (benchmarks/README.md has the
-        timings).
+        None leaves torch's setting. ``"auto"`` (default): one thread for a batch of fewer
+        than :data:`AUTO_THREADS_PIXELS` output pixels (a few small images: a latent step is
+        many small passes, where the threads' synchronisation costs more than they save) and
+        torch's setting for larger batches (a volume's slices, a 128² image), where the work
+        splits well (benchmarks/README.md has the timings).
 
     Raises
     ------
@@ -45,13 +51,15 @@ class GeneratorAdapter:
         (B, 1, H, W) (or not its declared ``image_shape``) or holds NaN or Inf.
     """
 
-    def __init__(self, generator, latent_dim=None, device=None, threads=1):
+    def __init__(self, generator, latent_dim=None, device=None, threads="auto"):
         if isinstance(generator, GeneratorAdapter):
             latent_dim = latent_dim or generator.latent_dim
             generator = generator.module
-        if threads is not None and int(threads) < 1:
-            raise ValueError(f"threads must be a positive integer or None, got {threads}")
-        self.num_threads = None if threads is None else int(threads)
+        if threads is not None and threads != "auto" and (
+                isinstance(threads, str) or int(threads) < 1):
+            raise ValueError(f"threads must be a positive integer, 'auto' or None, got "
+                             f"{threads!r}")
+        self.num_threads = threads if threads in (None, "auto") else int(threads)
         if not isinstance(generator, torch.nn.Module):
             raise TypeError(
                 f"generator must be a torch.nn.Module mapping (B, d) latents to (B, 1, H, W) "
@@ -93,14 +101,23 @@ class GeneratorAdapter:
     def __call__(self, z):
         return self.module(z)
 
+    def thread_count(self, images=1):
+        """The CPU threads for a batch of ``images`` images (None: leave torch's setting)."""
+        if self.num_threads != "auto":
+            return self.num_threads
+        pixels = int(images) * self.image_shape[0] * self.image_shape[1]
+        return None if pixels >= AUTO_THREADS_PIXELS else 1
+
     @contextlib.contextmanager
-    def threads(self):
-        """Run the block with this generator's CPU thread count (see ``threads``)."""
-        if self.num_threads is None or self.device.type != "cpu":
+    def threads(self, images=1):
+        """Run the block with this generator's CPU thread count for batches of ``images``
+        images (see ``threads``)."""
+        count = self.thread_count(images)
+        if count is None or self.device.type != "cpu":
             yield
             return
         before = torch.get_num_threads()
-        torch.set_num_threads(self.num_threads)
+        torch.set_num_threads(count)
         try:
             yield
         finally:

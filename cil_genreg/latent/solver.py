@@ -49,8 +49,8 @@ class LatentSolver:
         L-BFGS, when the largest gradient entry is below ``tol`` times its starting size).
     history_size : int
         L-BFGS curvature pairs kept per problem.
-    threads : int or None
-        CPU threads while solving (see :class:`GeneratorAdapter`); default 1.
+    threads : int, "auto" or None
+        CPU threads while solving (see :class:`GeneratorAdapter`); default ``"auto"``.
     lr : float, optional
         step size: 1.0 for L-BFGS (a line search scales it), 0.05 for Adam.
     restarts : int
@@ -69,7 +69,7 @@ class LatentSolver:
 
     def __init__(self, generator, latent_dim=None, *, optimiser="auto", max_iter=100,
                  tol=1e-6, lr=None, restarts=0, restart_std=1.0, warm_start=True, seed=None,
-                 device=None, history_size=8, threads=1):
+                 device=None, history_size=8, threads="auto"):
         self.adapter = GeneratorAdapter(generator, latent_dim, device=device, threads=threads)
         if optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
@@ -258,7 +258,7 @@ class LatentSolver:
             z, images, values, iterations = self._solve_chain(
                 objective, z, n_starts, batch, coupling, tol, key, max_iter)
         else:
-            with torch.enable_grad(), frozen(G), self.adapter.threads():
+            with torch.enable_grad(), frozen(G), self.adapter.threads(z.shape[0]):
                 if self.optimiser in ("bfgs", "lbfgs"):
                     z, values, images, iterations = self._run_quasi_newton(
                         z, objective, tol, key, max_iter=max_iter, reuse_graph=True)
@@ -296,7 +296,7 @@ class LatentSolver:
         chains = z.reshape(n_starts, batch * d)
         dense = self.optimiser == "bfgs" and batch * d <= DENSE_CHAIN_MAX_DIM
         G = self.adapter.module
-        with torch.enable_grad(), frozen(G), self.adapter.threads():
+        with torch.enable_grad(), frozen(G), self.adapter.threads(n_starts * batch):
             if self.optimiser == "adam":
                 chains, totals, _, iterations = self._run_adam(chains, chain_objective, tol,
                                                                max_iter)
@@ -306,7 +306,7 @@ class LatentSolver:
                     max_iter=max_iter)
         best = int(totals.argmin())
         z = chains[best].reshape(batch, d)
-        with torch.no_grad(), frozen(G), self.adapter.threads():
+        with torch.no_grad(), frozen(G), self.adapter.threads(batch):
             values, images = objective(z, slice_rows[best])
             values = values + chain.per_slice(z[None])[0]
         return z, images, values, iterations
