@@ -83,6 +83,31 @@ def test_latent_grid_config_bounds_in_checkpoints():
     assert "latent_grid" not in models.build("vae", 16, 28).config
 
 
+def test_at_size_slides_the_same_convolutions_over_a_larger_grid():
+    """at_size(model, 2H): latents cut to the top-left g x g corner decode to the same top-left
+    image (away from the cut), the weights are shared, and a dense model is refused."""
+    torch.manual_seed(0)
+    m = models.build("ae", latent_dim=2 * 64, image_shape=32, width=4, res_blocks=1,
+                     latent_grid=8).eval()
+    for p in m.decoder.parameters():
+        p.data.normal_(0, 0.2)
+    big = models.at_size(m, 64)
+    assert (big.latent_dim, big.image_shape, big.latent_grid) == (512, (64, 64), 16)
+    assert not big.training
+    assert big.decoder.out.weight.data_ptr() == m.decoder.out.weight.data_ptr()
+    z = torch.randn(1, 2, 16, 16)
+    with torch.no_grad():
+        whole = big(z.reshape(1, -1))[0, 0]
+        corner = m(z[:, :, :8, :8].reshape(1, -1))[0, 0]
+    torch.testing.assert_close(whole[:12, :12], corner[:12, :12])
+    assert (whole[24:32, :8] - corner[24:32, :8]).abs().max() > 1e-4  # the cut border differs
+    assert big.encode(torch.rand(2, 1, 64, 64)).shape == (2, 512)
+    with pytest.raises(ValueError, match="multiple of the model's upsampling factor"):
+        models.at_size(m, 34)
+    with pytest.raises(ValueError, match="fully convolutional"):
+        models.at_size(models.build("vae", 4, 32), 64)
+
+
 def test_classes_and_config():
     assert isinstance(models.build("vae", 3, 28), models.VAE)
     assert isinstance(models.build("ae", 3, 28), models.Autoencoder)

@@ -5,10 +5,10 @@ models are generators themselves (``model(z)`` decodes) and carry ``latent_dim``
 ``image_shape``. See :mod:`.architectures`, :mod:`.checkpoints` and :mod:`.pretrained`.
 """
 from .architectures import (ARCHITECTURES, INTENSITY_RANGE, VAE, Autoencoder, Decoder, Encoder,
-                            WGANCritic, WGANGenerator, build)
+                            WGANCritic, WGANGenerator, at_size, build)
 from .checkpoints import CheckpointError, load, read_metadata, save, update_metadata
 from .pretrained import available_pretrained, pretrained, pretrained_path
 
-__all__ = ["VAE", "Autoencoder", "WGANGenerator", "WGANCritic", "Encoder", "Decoder", "build",
+__all__ = ["VAE", "Autoencoder", "WGANGenerator", "WGANCritic", "Encoder", "Decoder", "build", "at_size",
            "save", "load", "read_metadata", "update_metadata", "CheckpointError", "pretrained",
            "available_pretrained", "pretrained_path", "ARCHITECTURES", "INTENSITY_RANGE"]

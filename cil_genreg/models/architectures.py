@@ -271,3 +271,55 @@ def build(arch, latent_dim=16, image_shape=(28, 28), **kw):
     if key not in _CLASSES:
         raise ValueError(f"unknown architecture {arch!r}: choose one of {list(_CLASSES)}.")
     return _CLASSES[key](latent_dim=latent_dim, image_shape=image_shape, **kw)
+
+
+def at_size(model, image_shape):
+    r"""The same fully convolutional model for images of another size, sharing its weights.
+
+    A model with a latent grid (``latent_grid = g > 0``) has no layer whose shape depends on
+    the image size: the one trained on (H, H) images (or patches) is a generator of
+    (H', H') images with the latent grid :math:`g' = g H' / H` and :math:`d' = c\,g'^2`, the
+    same convolutions sliding over a larger (or smaller) grid. Use it to regularise a whole
+    512² slice with a model trained on 64² patches, without tiles or seams. The two share
+    their parameter tensors (training one trains the other); ``metadata`` is copied.
+
+    Parameters
+    ----------
+    model : VAE, Autoencoder or WGANGenerator
+        with ``latent_grid > 0``.
+    image_shape : int or (int, int)
+        the new square size; its side must be a multiple of ``H / g`` (the model's upsampling
+        factor).
+
+    Returns
+    -------
+    VAE, Autoencoder or WGANGenerator
+        in the mode (train or eval) and on the device of ``model``.
+
+    Raises
+    ------
+    ValueError
+        for a model with a dense latent, or a side that is not a multiple of the factor.
+    """
+    grid = getattr(model, "latent_grid", 0)
+    if not grid:
+        raise ValueError(
+            "at_size needs a fully convolutional model (latent_grid > 0); this one has a dense "
+            "latent, tied to its image size: use it as a patch prior "
+            "(cil_genreg.PatchGenerativeRegulariser) instead.")
+    side = check_shape(image_shape)[0]
+    factor = model.image_shape[0] // grid
+    if side % factor:
+        raise ValueError(f"image side {side} is not a multiple of the model's upsampling factor "
+                         f"{factor} (image side {model.image_shape[0]} / latent grid {grid}).")
+    channels = model.latent_dim // grid ** 2
+    new_grid = side // factor
+    config = dict(model.config)
+    arch = config.pop("arch")
+    config.update(latent_dim=channels * new_grid ** 2, image_shape=(side, side),
+                  latent_grid=new_grid)
+    with torch.device("meta"):
+        resized = build(arch, **config)
+    resized.load_state_dict(model.state_dict(), assign=True)
+    resized.metadata = dict(getattr(model, "metadata", {}) or {})
+    return resized.train(model.training)
