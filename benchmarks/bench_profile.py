@@ -13,6 +13,11 @@ come from the first (uninstrumented except for the timers) run.
 
     python benchmarks/bench_profile.py
     python benchmarks/bench_profile.py --quick
+    python benchmarks/bench_profile.py --ct --threads 0   # a 128² CT slice, all cores
+
+``--ct``: a held-out 128² chest-CT slice (``datasets.ct_slices("chest", "test")``, index
+``--digit``) with the shipped ``ct-vae-128``, 30 angles, 2 % noise, λ = 1000, μ = 1e-3, started
+from the FBP image: the "one 128² soft reconstruction" of ``demos/ct_tomography.py``.
 """
 import argparse
 import contextlib
@@ -96,14 +101,14 @@ def time_operator(A, timers):
     return A
 
 
-def reconstruction(G, A, y, lam, mu, iterations, norm_A2, inner_max_iter):
+def reconstruction(G, A, y, lam, mu, iterations, norm_A2, inner_max_iter, x0=None):
     from cil.optimisation.algorithms import FISTA
     from cil.optimisation.functions import LeastSquares
     from cil_genreg import SoftGenerativeRegulariser
     f = LeastSquares(A, y)
     f.L = 2.0 * norm_A2
     R = SoftGenerativeRegulariser(G, mu=mu, max_iteration=inner_max_iter)
-    algo = FISTA(initial=A.domain_geometry().allocate(0), f=f, g=lam * R,
+    algo = FISTA(initial=A.domain_geometry().allocate(0) if x0 is None else x0, f=f, g=lam * R,
                  update_objective_interval=0)
     return algo, R, f
 
@@ -135,16 +140,30 @@ def hot_spots(profile, top=15):
              if func[0] != "~" else func[2]} for tt, ct, nc, func in rows[:top]]
 
 
+def load_images(args, G):
+    """The digits, or with ``--ct`` the held-out chest-CT slices at the model's size."""
+    if not args.ct:
+        return common.load_digits(args.digit + 1)
+    from cil_genreg import datasets
+    images = datasets.ct_slices("chest", "test", size=G.image_shape[0])
+    return images, f"cil_genreg.datasets.ct_slices('chest', 'test', size={G.image_shape[0]})"
+
+
+CT_DEFAULTS = {"model": "ct-vae-128", "angles": 30, "noise": 0.02, "lam": 1000.0, "mu": 1e-3}
+DIGIT_DEFAULTS = {"model": "mnist-vae", "angles": 10, "noise": 0.05, "lam": 30.0, "mu": 0.01}
+
+
 def run(args):
     common.apply_threads(args)
     info = common.machine_info()
     common.print_machine(info)
     G, model_desc = common.load_generator(args.model)
-    images, data_desc = common.load_digits(args.digit + 1)
+    images, data_desc = load_images(args, G)
     ig, A, x_true, y = common.ct_problem(images[args.digit], args.angles, args.noise,
                                          seed=args.seed)
+    x0 = common.fbp_start(A, y) if args.ct else None
     norm_A2 = A.norm() ** 2
-    print(f"model: {model_desc}; data: {data_desc} (digit {args.digit}); {args.iterations} "
+    print(f"model: {model_desc}; data: {data_desc} (image {args.digit}); {args.iterations} "
           f"FISTA iterations, lam={args.lam}, mu={args.mu}")
 
     # 1. timers
@@ -152,7 +171,7 @@ def run(args):
     time_operator(A, timers)
     TG = TimedGenerator(G, timers).eval()  # eval: the package uses it as it is (no copy)
     algo, R, f = reconstruction(TG, A, y, args.lam, args.mu, args.iterations, norm_A2,
-                                args.inner_max_iter)
+                                args.inner_max_iter, x0)
     timers.seconds.clear(), timers.calls.clear()  # construction probes are not the run
     with timed_autograd(timers):
         t = time.perf_counter()
@@ -197,7 +216,7 @@ def run(args):
     ig, A2, x_true, y = common.ct_problem(images[args.digit], args.angles, args.noise,
                                           seed=args.seed)
     algo2, R2, _ = reconstruction(G2, A2, y, args.lam, args.mu, args.iterations, norm_A2,
-                                  args.inner_max_iter)
+                                  args.inner_max_iter, x0)
     prof = cProfile.Profile()
     prof.enable()
     algo2.run(args.iterations, verbose=0)
@@ -224,12 +243,14 @@ def run(args):
 
 def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--digit", type=int, default=0)
+    p.add_argument("--digit", type=int, default=0, help="the digit's (or CT slice's) index")
+    p.add_argument("--ct", action="store_true",
+                   help="a held-out 128² chest-CT slice with ct-vae-128, from FBP (see above)")
     p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--angles", type=int, default=10)
-    p.add_argument("--noise", type=float, default=0.05)
-    p.add_argument("--lam", type=float, default=30.0)
-    p.add_argument("--mu", type=float, default=0.01)
+    p.add_argument("--angles", type=int, default=None, help="default 10 (digits), 30 (--ct)")
+    p.add_argument("--noise", type=float, default=None, help="default 0.05 (digits), 0.02 (--ct)")
+    p.add_argument("--lam", type=float, default=None, help="default 30 (digits), 1000 (--ct)")
+    p.add_argument("--mu", type=float, default=None, help="default 0.01 (digits), 1e-3 (--ct)")
     p.add_argument("--inner-max-iter", type=int, default=50)
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--quick", action="store_true", help="tiny configuration (smoke test)")
@@ -239,6 +260,12 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    defaults = CT_DEFAULTS if args.ct else DIGIT_DEFAULTS
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.ct and args.model == DIGIT_DEFAULTS["model"]:  # common's default: the CT model
+        args.model = CT_DEFAULTS["model"]
     if args.quick:
         args.iterations, args.inner_max_iter = 5, 10
     return run(args)

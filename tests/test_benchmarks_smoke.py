@@ -73,3 +73,12 @@ def test_bench_threads(tmp_path):
     assert out.exists() and [r["batch"] for r in rows] == [1, 8]
     assert all(finite(r["one_thread_s"], r["many_threads_s"], r["ratio"]) for r in rows)
     assert [r["auto"] for r in rows] == ["1", "1"]  # 8 digits are 6,272 pixels: one thread
+
+
+def test_bench_profile_on_a_ct_slice(tmp_path):
+    """--ct: a held-out 128² chest slice with the shipped ct-vae-128, started from FBP."""
+    out = tmp_path / "profile_ct.json"
+    r = bench("bench_profile").main(["--ct", "--quick", "--threads", "1", "--out", str(out)])
+    assert r["config"]["model"] == "ct-vae-128" and r["config"]["angles"] == 30
+    assert "ct_slices" in r["data"] and 0.0 < r["share_inside"] <= 1.0
+    assert finite(r["wall_seconds"], r["final_psnr"]) and r["final_psnr"] > 15.0
