@@ -192,13 +192,15 @@ def test_pretrained_ct_patch_model_fits_held_out_patches():
 
 
 def test_pretrained_ct_vae_128_reaches_held_out_slices_from_its_encoder():
-    """The 128² chest model on two held-out axial slices: the encoder mean decodes to >= 19 dB
-    (measured 19.1-20.1 dB), and the latent fit from there improves on it."""
+    """The 128² chest model (latent grid 32 x 32 x 2) on two held-out axial slices: the
+    encoder mean decodes to >= 27.5 dB (measured 28.4-30.0 dB on all 20), and the latent fit
+    from there improves on it (31.5 dB mean after 300 steps)."""
     import torch
     from cil_genreg import models
 
     g = models.pretrained("ct-vae-128")
     assert g.image_shape == (128, 128) and g.config["res_blocks"] == 1
+    assert g.config["latent_grid"] == 32 and g.latent_dim == 2048
     assert g.metadata["split"] == "train" and "MIT" in g.metadata["dataset"]
     x = torch.from_numpy(datasets.ct_slices("chest", "test", "axial", size=128, n=2, seed=1))[:, None]
 
@@ -208,7 +210,7 @@ def test_pretrained_ct_vae_128_reaches_held_out_slices_from_its_encoder():
     with torch.no_grad():
         z = g.encode(x)[0]
         start = psnr(g(z))
-    assert float(start.min()) >= 19.0, start.tolist()
+    assert float(start.min()) >= 27.5, start.tolist()
     z.requires_grad_(True)
     opt = torch.optim.Adam([z], lr=0.05)
     for p in g.parameters():
@@ -218,4 +220,4 @@ def test_pretrained_ct_vae_128_reaches_held_out_slices_from_its_encoder():
         ((g(z) - x).pow(2).sum() + 1e-3 * z.pow(2).sum()).backward()
         opt.step()
     with torch.no_grad():
-        assert bool((psnr(g(z)) > start + 0.2).all())
+        assert bool((psnr(g(z)) > start + 0.5).all())
