@@ -21,9 +21,14 @@ STARTS = ("fbp", "tv")
 SOFT_OVER_TV_TARGET = {10: 2.0, 30: 0.5}  # dB by which soft should beat TV (both at best λ)
 
 
+#: the methods whose generative regulariser takes ``regulariser_options``
+REGULARISERS = ("soft", "sparse", "range", "hybrid")
+
+
 def compare(images, generator, angles=10, geometry="parallel", noise=0.05, methods=METHODS,
             lambdas=None, iterations=100, backend="astra", device="cpu", seed=0,
-            progress=True, mu=None, tv_per_slice=False, start_from="tv", limited_span=90):
+            progress=True, mu=None, tv_per_slice=False, start_from="tv", limited_span=90,
+            regulariser_options=None):
     """Reconstruct each image by each method over its λ grid; keep, per method, the λ of the
     discrepancy principle and the best λ against the ground truth.
 
@@ -33,7 +38,8 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     the generative methods, "tv" (default: the TV image at the λ the discrepancy principle
     chose, no ground truth used; TV at the middle of its grid when "tv" is not among the
     methods; its encoding for the latent method) or "fbp" (the initial reconstruction);
-    docs/results.md compares the two starts.
+    docs/results.md compares the two starts. ``regulariser_options``: keyword arguments of the
+    generative regularisers (soft, sparse, range, hybrid), e.g. ``{"max_iteration": 3}``.
 
     Returns
     -------
@@ -62,7 +68,8 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     bar = tqdm(total=sum(1 if m == "fbp" else len(lambdas[m]) for _, m in work),
                desc=f"{geometry} {angles} angles", disable=not progress)
     options = {"iterations": iterations, "tv_per_slice": tv_per_slice, "mu": mu,
-               "start_from": start_from, "generator_options": gen_opts}
+               "start_from": start_from, "generator_options": gen_opts,
+               "regulariser_options": dict(regulariser_options or {})}
     for k, image in enumerate(images):
         truth = ig.allocate(None)
         truth.fill(np.asarray(image, dtype=np.float32))
@@ -109,7 +116,8 @@ def _each_method(A, y, sigma, x0, truth, generator, methods, lambdas, options, t
             x = reconstruct(method, A, y, lam, generator,
                             x0=x0 if method == "tv" else start, iterations=iterations,
                             mu=options["mu"].get(method), tv_per_slice=tv_per_slice, **extra,
-                            **(options["generator_options"] if method != "tv" else {}))
+                            **(options["generator_options"] if method != "tv" else {}),
+                            **(options["regulariser_options"] if method in REGULARISERS else {}))
             found[lam] = x
             tick()
             return x
@@ -184,7 +192,7 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
                    noise=0.05, iterations=100, methods=METHODS, lambdas=None, out="outputs",
                    backend="astra", device="cpu", seed=0, progress=True, echo=print,
                    meta=None, targets=None, title=None, mu=None, start_from="tv",
-                   overwrite=False, limited_span=90):
+                   overwrite=False, limited_span=90, regulariser_options=None):
     """:func:`compare` for each geometry and angle count, with the outputs: tables
     (``NAME_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in ``out``;
     the tables and soft's margin over TV are printed (``targets``: angles → dB soft should
@@ -199,7 +207,8 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
             results = compare(images, generator, angles=count, geometry=geometry, noise=noise,
                               methods=methods, lambdas=lambdas, iterations=iterations,
                               backend=backend, device=device, seed=seed, progress=progress,
-                              mu=mu, start_from=start_from, limited_span=limited_span)
+                              mu=mu, start_from=start_from, limited_span=limited_span,
+                              regulariser_options=regulariser_options)
             stem = f"{name}_{geometry}_{count}"
             save_results(results, out, stem)
             where = GEOMETRY_TITLES.get(geometry, geometry).replace("90°", f"{limited_span:g}°")

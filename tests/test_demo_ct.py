@@ -20,3 +20,22 @@ def test_ct_demo_writes_both_sizes_and_refuses_to_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="--overwrite"):
         demo.main(ARGS + ["--out", str(tmp_path)])
     assert (tmp_path / "ct_timing.json").read_bytes() == before
+
+
+def test_regulariser_options_reach_the_generative_regularisers_only():
+    """comparison.compare(regulariser_options=...) configures soft / sparse / range / hybrid
+    (a bad value is refused by the regulariser itself) and is not given to the latent method
+    or TV (which would refuse an unknown keyword)."""
+    import numpy as np
+    from cil_genreg import comparison, models
+    G = models.build("vae", latent_dim=4, image_shape=16, width=4).eval()
+    images = np.random.default_rng(0).random((1, 16, 16)).astype(np.float32)
+    bad = {"inexact_max_iteration": 0}
+    with pytest.raises(ValueError, match="inexact_max_iteration must be a positive integer"):
+        comparison.compare(images, G, angles=8, methods=["tv", "soft"], iterations=2,
+                           lambdas={"tv": [1.0], "soft": [1.0]}, progress=False,
+                           regulariser_options=bad)
+    out = comparison.compare(images, G, angles=8, methods=["tv", "latent"], iterations=2,
+                             lambdas={"tv": [1.0], "latent": [1.0]}, progress=False,
+                             regulariser_options=bad)
+    assert {r["method"] for r in out["rows"]} == {"tv", "latent"}
