@@ -88,7 +88,6 @@ def main(argv=None):
     if args.out:
         common.write_json(args.out, {"benchmark": "bench_threads", "machine": info,
                                      "threads": args.threads, "rows": rows})
-        print(f"wrote {args.out}")
     return rows
 
 
