@@ -86,7 +86,7 @@ class GeneratorAdapter:
             probe = self.module(torch.zeros(1, self.latent_dim, device=self.device))
         if probe.device.type != "meta" and not bool(torch.isfinite(probe).all()):
             raise ValueError(
-                f"the generator returns NaN or Inf for z = 0: its weights are broken (a "
+                "the generator returns NaN or Inf for z = 0: its weights are broken (a "
                 "diverged training?). Train it again (lower --lr) or load another checkpoint.")
         if probe.dim() != 4 or probe.shape[0] != 1 or probe.shape[1] != 1:
             raise ValueError(

@@ -9,7 +9,7 @@ with a dense latent or a latent grid, are in :mod:`.networks`.
 import torch
 from torch import nn
 
-from .networks import OUTPUT_BIAS, Decoder, Encoder, check_shape, stages  # noqa: F401
+from .networks import Decoder, Encoder, check_shape
 
 #: the ``arch`` keys of :func:`build` and of checkpoint configs: variational autoencoder,
 #: deterministic autoencoder, WGAN-GP generator.
