@@ -18,6 +18,7 @@ require_cil()
 from .functions import (LatentLeastSquares, RangeGenerativeRegulariser, SliceWiseFunction,
                         SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser)
 from .functions.patch import patch_prior_for
+from .algorithms import LatentLBFGS
 from .validation import check_positive
 from .defaults import (ALL_METHODS, EXTRA_METHODS, HYBRID_TV_FRACTION, LABELS,  # noqa: F401
                        LAMBDAS, METHODS, MU, lambda_grids)
@@ -47,12 +48,13 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     ----------
     method : str
         "tv", "soft", "sparse", "range" (the regulariser, under FISTA) or "latent"
-        (``LatentLeastSquares`` + :math:`\\lambda\\|z\\|^2` under FISTA).
+        (``LatentLeastSquares`` + :math:`\\lambda\\|z\\|^2` under
+        :class:`~cil_genreg.algorithms.LatentLBFGS`, from the encoder's code of ``x0``).
     A, y : the projector and the data.
     lam : float
     generator : torch.nn.Module, for the generative methods.
     x0 : DataContainer, the start (default: zeros).
-    iterations : int, FISTA iterations.
+    iterations : int, FISTA iterations (for "latent": quasi-Newton iterations at most).
     mu : float, the latent weight of soft / sparse (default :data:`MU`).
     callbacks : list, CIL callbacks (e.g. a progress bar).
     tv_per_slice : bool, for a volume: 2D TV of each slice instead of 3D TV.
@@ -78,8 +80,8 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
                             **solver_options)
     if method == "latent":
         f = LatentLeastSquares(A, generator, y, **solver_options)
-        algo = FISTA(initial=_encoded(x0, f), f=f, g=lam * L2NormSquared(),
-                     update_objective_interval=iterations)
+        algo = LatentLBFGS(initial=_encoded(x0, f), f=f + lam * L2NormSquared(),
+                           max_iteration=iterations, update_objective_interval=iterations)
         algo.run(iterations, verbose=0, callbacks=callbacks)
         return f.image(algo.solution)
     if method == "tv":

@@ -178,11 +178,11 @@ class QuasiNewtonIteration:
             direction[uphill] = -g[uphill]
             slope = torch.where(uphill, -(g * g).sum(dim=1), slope)
         direction *= active[:, None]
-        z_new, f_new, g_new, aux_new = z.clone(), f.clone(), g.clone(), aux.clone()
         step = torch.ones(batch, dtype=z.dtype, device=z.device)
         # near a minimum, values change by less than their rounding error: allow that much
         slack = 4 * eps * f.abs()
         pending = active.clone()
+        z_new = None
         for _ in range(MAX_BACKTRACKS):
             rows = None if bool(pending.all()) else pending.nonzero().squeeze(1)
             sel = slice(None) if rows is None else rows
@@ -190,6 +190,12 @@ class QuasiNewtonIteration:
             f_try, g_try, aux_try = self.fg(z_try, rows)
             self.evaluations += 1
             ok = f_try <= f[sel] + ARMIJO * step[sel] * slope[sel] + slack[sel]
+            if rows is None and bool(ok.all()):  # every problem takes its first step
+                z_new, f_new, g_new, aux_new = z_try, f_try, g_try, aux_try
+                pending.zero_()
+                break
+            if z_new is None:
+                z_new, f_new, g_new, aux_new = z.clone(), f.clone(), g.clone(), aux.clone()
             done = torch.arange(batch, device=z.device)[sel][ok]
             z_new[done], f_new[done], g_new[done], aux_new[done] = \
                 z_try[ok], f_try[ok], g_try[ok], aux_try[ok]
