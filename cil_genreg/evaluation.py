@@ -42,8 +42,13 @@ def _module_device(generator):
     return p.device if p is not None else torch.device("cpu")
 
 
-def latent_fit(generator, images, reg=1e-3, steps=500, lr=0.05, batch_size=256, progress=True):
-    """Fit ``z_i* = argmin_z ||G(z) - x_i||^2 + reg ||z||^2`` by Adam from ``z = 0``, batched.
+#: where :func:`latent_fit` starts
+FIT_STARTS = ("zero", "encoder")
+
+
+def latent_fit(generator, images, reg=1e-3, steps=500, lr=0.05, batch_size=256, progress=True,
+               start="zero"):
+    """Fit ``z_i* = argmin_z ||G(z) - x_i||^2 + reg ||z||^2`` by Adam, batched.
 
     Parameters
     ----------
@@ -57,6 +62,10 @@ def latent_fit(generator, images, reg=1e-3, steps=500, lr=0.05, batch_size=256, 
     batch_size : int
         images fitted together (each image's problem is independent; the objective summed over
         the batch has the per-image gradients).
+    start : {"zero", "encoder"}
+        Adam starts at ``z = 0`` (the prior's mean), or at the encoder's code of each image
+        (a VAE's mean; needs a generator with ``encode``). A fully convolutional latent-grid
+        model stalls near ``z = 0``: fit it from the encoder, as the regularisers start.
 
     Returns
     -------
@@ -64,6 +73,11 @@ def latent_fit(generator, images, reg=1e-3, steps=500, lr=0.05, batch_size=256, 
     fitted : torch.Tensor (N, 1, H, W), ``G(z*)``
     psnr_db : torch.Tensor (N,)
     """
+    if start not in FIT_STARTS:
+        raise ValueError(f"start must be one of {FIT_STARTS}, got {start!r}")
+    if start == "encoder" and not hasattr(generator, "encode"):
+        raise ValueError("start='encoder' needs a generator with an encoder (a VAE or AE); "
+                         "this one has none: use start='zero'.")
     device = _module_device(generator)
     x_all = image_batch(images, device=device)
     d = int(generator.latent_dim)
@@ -77,7 +91,10 @@ def latent_fit(generator, images, reg=1e-3, steps=500, lr=0.05, batch_size=256, 
         with frozen(generator):
             for i in batches:
                 x = x_all[i:i + batch_size]
-                z = torch.zeros(len(x), d, device=device, requires_grad=True)
+                if start == "encoder":
+                    z = encode_mean(generator, x).detach().clone().requires_grad_(True)
+                else:
+                    z = torch.zeros(len(x), d, device=device, requires_grad=True)
                 opt = torch.optim.Adam([z], lr=lr)
                 best = torch.full((len(x),), float("inf"), device=device)
                 best_z = z.detach().clone()
@@ -147,7 +164,7 @@ def _codes(generator, x, z_fit):
 
 def evaluate_model(generator, images, n=100, out_dir=None, reg=1e-3, steps=500, lr=0.05,
                    n_samples=64, n_interpolations=6, frames=9, seed=0, progress=True,
-                   info=None):
+                   info=None, start="zero"):
     """Measure the paper's desired properties of ``generator`` on held-out ``images``.
 
     Parameters
@@ -161,6 +178,8 @@ def evaluate_model(generator, images, n=100, out_dir=None, reg=1e-3, steps=500, 
         writes ``report.json`` and ``evaluation.png`` there.
     reg, steps, lr : float, int, float
         latent-fit problem and Adam settings (:func:`latent_fit`).
+    start : {"zero", "encoder"}
+        where the latent fit starts (:func:`latent_fit`).
     n_samples, n_interpolations, frames : int
         samples from N(0, I); interpolated pairs and frames per interpolation.
     seed : int
@@ -181,11 +200,12 @@ def evaluate_model(generator, images, n=100, out_dir=None, reg=1e-3, steps=500, 
                          f"{tuple(generator.image_shape)}; resize them first.")
     generator = own_copy(generator, device)  # in eval mode; the caller's module is unchanged
     z_fit, fitted, p = latent_fit(generator, x[:, 0], reg=reg, steps=steps, lr=lr,
-                                  progress=progress)
+                                  progress=progress, start=start)
+    origin = "z = 0" if start == "zero" else "the encoder's code"
     report = {"info": dict(info or {}), "n_images": int(len(x)),
               "latent_fit": {
-                  "objective": "min_z ||G(z) - x||^2 + reg ||z||^2, Adam from z = 0",
-                  "reg": reg, "steps": steps, "lr": lr,
+                  "objective": f"min_z ||G(z) - x||^2 + reg ||z||^2, Adam from {origin}",
+                  "start": start, "reg": reg, "steps": steps, "lr": lr,
                   "psnr_mean_db": float(p.mean()), "psnr_median_db": float(p.median()),
                   "psnr_min_db": float(p.min()), "psnr_max_db": float(p.max()),
                   "mse_mean": float(((fitted - x) ** 2).mean()),

@@ -9,6 +9,7 @@ from PIL import Image
 from cil_genreg import models
 from cil_genreg.cli import main
 from cil_genreg.evaluation import evaluate_model, ks_statistic, latent_fit, latent_statistics
+from cil_genreg.latent import encode_mean
 
 
 def test_latent_fit_recovers_images_in_the_range(tiny_vae):
@@ -22,6 +23,32 @@ def test_latent_fit_recovers_images_in_the_range(tiny_vae):
     _, _, q = latent_fit(tiny_vae, np.eye(28, dtype=np.float32)[None], steps=100,
                          progress=False)
     assert float(q[0]) < 20.0
+
+
+def test_latent_fit_from_the_encoder_starts_at_its_code():
+    """With no Adam step the fit is the start: the encoder's reconstruction, not G(0)."""
+    G = models.pretrained("mnist-vae")
+    from cil_genreg.datasets import mnist
+    x = mnist(split="test", n=3)
+    _, enc, p_enc = latent_fit(G, x, steps=0, progress=False, start="encoder")
+    with torch.no_grad():
+        code = encode_mean(G, torch.as_tensor(x[:, None]))
+        assert torch.allclose(enc, G(code), atol=1e-5)
+    _, _, p_zero = latent_fit(G, x, steps=0, progress=False)
+    assert float(p_enc.min()) > float(p_zero.max()) + 5
+    # and Adam from there only improves it
+    _, _, p_fit = latent_fit(G, x, steps=30, progress=False, start="encoder")
+    assert bool((p_fit >= p_enc - 1e-4).all())
+
+
+def test_latent_fit_from_the_encoder_needs_one():
+    gan = models.build("gan", 3, 28, width=4)
+    with pytest.raises(ValueError, match="encoder"):
+        latent_fit(gan, np.zeros((1, 28, 28), np.float32), steps=1, progress=False,
+                   start="encoder")
+    with pytest.raises(ValueError, match="start"):
+        latent_fit(gan, np.zeros((1, 28, 28), np.float32), steps=1, progress=False,
+                   start="middle")
 
 
 def test_ks_and_moments_against_standard_normal():
@@ -74,8 +101,12 @@ def test_cli_evaluate_model(tmp_path, capsys):
 def test_cli_evaluate_pretrained_by_name(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["evaluate-model", "mnist-vae", "--data", "mnist", "--n", "4", "--steps", "3",
-                 "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out), "--quiet", "--start", "encoder"]) == 0
     report = json.loads((out / "report.json").read_text())
+    assert report["latent_fit"]["start"] == "encoder"
+    assert report["latent_fit"]["objective"].endswith("from the encoder's code")
+    # from the encoder the fit starts at its reconstruction: at least as good after 3 steps
+    assert report["latent_fit"]["psnr_mean_db"] >= report["latent_fit"]["encoder_psnr_mean_db"] - 0.5
     assert report["info"]["dataset"] == "mnist" and report["info"]["split"] == "test"
     assert report["info"]["model_metadata"]["split"] == "train"
     assert report["latent_distribution"]["latent_dim"] == 32

@@ -22,6 +22,9 @@ def add_parser(subparsers):
     p.add_argument("--steps", type=int, default=500, help="Adam steps of the latent fit")
     p.add_argument("--lr", type=float, default=0.05, help="Adam step of the latent fit")
     p.add_argument("--reg", type=float, default=1e-3, help="lambda in ||G(z)-x||^2 + lambda||z||^2")
+    p.add_argument("--start", choices=("zero", "encoder"), default="zero",
+                   help="where the latent fit starts: z = 0, or the encoder's code of each "
+                        "image (a VAE / AE; what latent-grid models need: they stall at z = 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu")
@@ -67,7 +70,7 @@ def run(args):
     info["model_metadata"] = getattr(generator, "metadata", {})
     report = evaluate_model(generator, images, n=args.n, out_dir=args.out, reg=args.reg,
                             steps=args.steps, lr=args.lr, seed=args.seed,
-                            progress=not args.quiet, info=info)
+                            progress=not args.quiet, info=info, start=args.start)
     lf = report["latent_fit"]
     print(json.dumps({"latent_fit_psnr_mean_db": round(lf["psnr_mean_db"], 2),
                       "latent_fit_psnr_median_db": round(lf["psnr_median_db"], 2),
