@@ -11,6 +11,10 @@ image (or from its encoding, for the latent range method):
 
 ``fbp`` (the initial reconstruction, :func:`cil_genreg.forward.initial_reconstruction`) is
 listed with them for the comparisons and the command line.
+
+A generator of smaller images than the reconstruction regularises it whole when it is fully
+convolutional (a latent-grid model, through :func:`cil_genreg.models.at_size`), else through
+the moving tiles of a :class:`~cil_genreg.PatchGenerativeRegulariser`.
 """
 from ._cil import require_cil
 
@@ -61,9 +65,10 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     lam_tv : float, the TV weight of "hybrid" (``lam`` is its generative weight; see
         :func:`cil_genreg.hybrid.hybrid_fista`).
 
-    A generator of images smaller than the reconstruction (a patch model) regularises it
-    through the moving tiles of a :class:`~cil_genreg.PatchGenerativeRegulariser` (soft,
-    sparse, range, hybrid).
+    A generator of images of another size than the reconstruction (a patch model) is used at
+    the reconstruction's size when it is fully convolutional (:func:`generator_for`), else it
+    regularises the image through the moving tiles of a
+    :class:`~cil_genreg.PatchGenerativeRegulariser` (soft, sparse, range, hybrid).
     """
     from cil.optimisation.algorithms import FISTA
     from cil.optimisation.functions import L2NormSquared, LeastSquares, TotalVariation
@@ -73,6 +78,8 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
         raise ValueError(f"method {method!r} needs a generator")
     lam = check_positive(lam, "lam")
     ig = A.domain_geometry()
+    if generator is not None:
+        generator = generator_for(generator, ig)
     if method == "hybrid":
         from .hybrid import hybrid_fista
         return hybrid_fista(A, y, lam_tv, lam, generator, x0=x0, iterations=iterations,
@@ -103,6 +110,30 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
                  g=lam * g, update_objective_interval=iterations)
     algo.run(iterations, verbose=0, callbacks=callbacks)
     return algo.solution
+
+
+def generator_for(generator, geometry):
+    """``generator`` at the size of ``geometry``'s images (or slices) when it is fully
+    convolutional (``latent_grid > 0``) and makes images of another size that the size allows
+    (:func:`cil_genreg.models.at_size`, the same weights); otherwise ``generator`` itself (a
+    dense model of smaller images is then a patch prior).
+
+    Parameters
+    ----------
+    generator : torch.nn.Module
+    geometry : ImageGeometry
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    from .models import at_size
+    shape = tuple(geometry.shape[-2:])
+    made = tuple(getattr(generator, "image_shape", shape))
+    grid = getattr(generator, "latent_grid", 0)
+    if not grid or made == shape or shape[0] != shape[1] or shape[0] % (made[0] // grid):
+        return generator
+    return at_size(generator, shape[0])
 
 
 def _encoded(x0, f):

@@ -189,3 +189,27 @@ def test_warm_start_is_kept_per_tiling_corner(lin):
     assert R.regulariser.stats.iterations - before <= 2
     with pytest.raises(TypeError, match="generative regulariser"):
         PatchGenerativeRegulariser(G)
+
+
+def test_reconstruct_uses_a_latent_grid_model_whole_at_the_image_size():
+    """methods.reconstruct with a fully convolutional model of 32² images on a 64² problem
+    runs the model at 64² (models.at_size, no tiles): the same result as passing the 64² model;
+    a dense 32² model is left as it is (a patch prior)."""
+    import torch
+    from cil_genreg import methods, models
+    from cil_genreg.forward import add_noise, make_geometry, make_projector
+    torch.manual_seed(0)
+    grid = models.build("vae", latent_dim=2 * 64, image_shape=32, width=4, latent_grid=8).eval()
+    ig, ag = make_geometry(64, 12)
+    assert methods.generator_for(grid, ig).image_shape == (64, 64)
+    dense = models.build("vae", 4, 32, width=4).eval()
+    assert methods.generator_for(dense, ig) is dense
+    assert methods.generator_for(grid, make_geometry(32, 12)[0]) is grid
+    A = make_projector(ig, ag)
+    truth = ig.allocate(0)
+    truth.as_array()[16:48, 20:44] = 0.8
+    y, _ = add_noise(A.direct(truth), 0.02, 0)
+    opts = dict(iterations=3, max_iteration=5)
+    small = methods.reconstruct("soft", A, y, 1.0, grid, **opts)
+    whole = methods.reconstruct("soft", A, y, 1.0, models.at_size(grid, 64), **opts)
+    np.testing.assert_allclose(small.as_array(), whole.as_array(), atol=1e-6)
