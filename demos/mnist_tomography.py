@@ -9,7 +9,7 @@ Models* (Duff, Campbell, Ehrhardt) on real digits, with CIL:
   of the sinogram's maximum; ``--geometry limited`` (90°) and ``--geometry fan`` change the
   forward problem without retraining the generator (the paper's point);
 * methods: FBP; TV (CIL's TotalVariation under FISTA); range in latent space
-  (LatentLeastSquares under FISTA) and as RangeGenerativeRegulariser; soft; sparse deviations;
+  (LatentLeastSquares under LatentLBFGS) and as RangeGenerativeRegulariser; soft; sparse deviations;
 * λ per method from a grid of five, chosen by the discrepancy principle, as the one λ best
   on average over the digits ("fixed") and, for reference, the best per digit against the
   ground truth ("best");
