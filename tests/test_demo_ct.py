@@ -5,7 +5,8 @@ import pytest
 from demo_helpers import best_psnr, load_demo
 
 ARGS = ["--n", "1", "--angles", "30", "--iterations", "3", "--methods", "fbp", "tv",
-        "--lambdas", '{"tv": [10], "soft": [30]}', "--full-size", "--quiet"]
+        "--lambdas", '{"tv": [10], "soft": [30]}', "--full-size", "--quiet",
+        "--full-lambdas", '{"tv": [100]}']
 
 
 def test_ct_demo_writes_both_sizes_and_refuses_to_overwrite(tmp_path):
@@ -16,6 +17,9 @@ def test_ct_demo_writes_both_sizes_and_refuses_to_overwrite(tmp_path):
             assert (tmp_path / f"{name}.{ext}").stat().st_size > 0
     assert (tmp_path / "ct_timing.json").is_file()
     assert best_psnr(result["summary"], "tv") > best_psnr(result["summary"], "fbp")
+    import csv
+    with open(tmp_path / "ct512_patches_parallel_30.csv") as f:  # the 512² grid, not 128²'s
+        assert {r["lam"] for r in csv.DictReader(f) if r["method"] == "tv"} == {"100.0"}
     before = (tmp_path / "ct_timing.json").read_bytes()
     with pytest.raises(FileExistsError, match="--overwrite"):
         demo.main(ARGS + ["--out", str(tmp_path)])
