@@ -33,10 +33,10 @@ LAMBDAS = {"tv": (3.0, 10.0, 30.0), "latent": (0.3, 1.0, 3.0),
            "sparse": (10.0, 30.0, 100.0), "hybrid": (100.0, 300.0, 1000.0)}
 QUICK_LAMBDAS = {"tv": (10.0,), "latent": (1.0,), "range": (1.0,), "soft": (1000.0,),
                  "sparse": (30.0,), "hybrid": (300.0,)}
-#: λ grids for the 512² slices (the sinogram grows with the side: TV's best λ is ~10× the 128²
-#: one, soft's ~3×)
-FULL_LAMBDAS = {"tv": (30.0, 100.0, 300.0), "latent": (1.0, 3.0, 10.0),
-                "range": (1.0, 3.0, 10.0), "soft": (1000.0, 3000.0, 10000.0),
+#: λ grids for the 512² slices (the sinogram grows with the side: TV's best λ is ~15× the 128²
+#: one, soft's with ct-patch-vae-64 ~30×)
+FULL_LAMBDAS = {"tv": (100.0, 150.0, 200.0), "latent": (1.0, 3.0, 10.0),
+                "range": (1.0, 3.0, 10.0), "soft": (3000.0, 10000.0, 30000.0),
                 "sparse": (30.0, 100.0, 300.0), "hybrid": (300.0, 1000.0, 3000.0)}
 MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
 DEFAULT_METHODS = ("fbp", "tv", "range", "soft", "sparse", "hybrid")
@@ -58,7 +58,7 @@ def parse_args(argv=None):
                    help="latent iterations per proximal map of the generative regularisers, "
                         "warm-started from the previous map (as CIL's TV runs a few inner "
                         "iterations in FISTA): 3 gives the PSNR of 50 at 2.5x less time")
-    p.add_argument("--patch-model", default="ct-patch-vae-32",
+    p.add_argument("--patch-model", default="ct-patch-vae-64",
                    help="generator of patches for --full-size (a name or a checkpoint)")
     p.add_argument("--full-lambdas", type=json.loads, default=None,
                    help="JSON {method: [λ, ...]} replacing FULL_LAMBDAS' grids for --full-size")

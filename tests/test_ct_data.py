@@ -193,8 +193,8 @@ def test_pretrained_ct_patch_model_fits_held_out_patches():
 
 def test_pretrained_ct_vae_128_reaches_held_out_slices_from_its_encoder():
     """The 128² chest model (latent grid 32 x 32 x 2) on two held-out axial slices: the
-    encoder mean decodes to >= 27.5 dB (measured 28.4-30.0 dB on all 20), and the latent fit
-    from there improves on it (31.5 dB mean after 300 steps)."""
+    encoder mean decodes to >= 28.5 dB (measured 29.2-30.7 dB on all 20), and the latent fit
+    from there improves on it (32.4 dB mean after 300 steps)."""
     import torch
     from cil_genreg import models
 
@@ -210,7 +210,7 @@ def test_pretrained_ct_vae_128_reaches_held_out_slices_from_its_encoder():
     with torch.no_grad():
         z = g.encode(x)[0]
         start = psnr(g(z))
-    assert float(start.min()) >= 27.5, start.tolist()
+    assert float(start.min()) >= 28.5, start.tolist()
     z.requires_grad_(True)
     opt = torch.optim.Adam([z], lr=0.05)
     for p in g.parameters():
@@ -221,3 +221,27 @@ def test_pretrained_ct_vae_128_reaches_held_out_slices_from_its_encoder():
         opt.step()
     with torch.no_grad():
         assert bool((psnr(g(z)) > start + 0.5).all())
+
+
+def test_pretrained_ct_patch_vae_64_reaches_held_out_patches_and_runs_at_512():
+    """The 64² grid patch model: its encoder reaches held-out native-resolution patches
+    (34.5 dB mean on 100, measured; >= 31 asked on 8), and models.at_size makes the same
+    weights a generator of whole 512² slices, as methods.generator_for does for a 512²
+    geometry."""
+    import torch
+    from cil.framework import ImageGeometry
+    from cil_genreg import methods, models
+
+    g = models.pretrained("ct-patch-vae-64")
+    assert g.image_shape == (64, 64) and g.latent_grid == 16 and g.latent_dim == 512
+    assert g.metadata["patch"] == "64" and g.metadata["split"] == "train"
+    assert "MIT" in g.metadata["dataset"]
+    x = torch.from_numpy(datasets.ct_patches("chest", "test", patch=64, n=8, seed=1))[:, None]
+    with torch.no_grad():
+        fit = g(g.encode(x)[0])
+    psnr = -10 * torch.log10((fit - x).pow(2).mean((1, 2, 3)))
+    assert float(psnr.mean()) >= 31.0, psnr.tolist()
+    whole = methods.generator_for(g, ImageGeometry(512, 512))
+    assert whole.image_shape == (512, 512) and whole.latent_dim == 2 * 128 * 128
+    with torch.no_grad():
+        assert whole(torch.zeros(1, whole.latent_dim)).shape == (1, 1, 512, 512)
