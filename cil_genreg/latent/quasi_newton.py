@@ -62,6 +62,9 @@ class LBFGSMemory:
             q += s * (a - rho * (y * q).sum(dim=1))[:, None]
         return q.neg_()
 
+    def repair(self):
+        """Nothing to repair: pairs that break the curvature condition are never kept."""
+
     def update(self, s, y):
         sy, ok = _pairs_ok(s, y)
         keep = ok[:, None].to(s.dtype)
@@ -78,7 +81,11 @@ class BFGSMemory:
     .. math:: H^+ = H - \rho\,(H y s^T + s y^T H) + (\rho^2\, y^T H y + \rho)\, s s^T,
        \qquad \rho = 1 / s^T y,
 
-    started from :math:`\frac{s^T y}{y^T y} I` at the first pair."""
+    started from :math:`\frac{s^T y}{y^T y} I` at the first pair. With :math:`q = \rho H y`
+    and :math:`c = \rho^2 y^T H y + \rho > 0` the update is the difference of two symmetric
+    rank-one terms, :math:`H^+ = H + a a^T - b b^T` with :math:`b = q / \sqrt{c}` and
+    :math:`a = \sqrt{c}\, s - b`: two batched outer products, and :math:`H` stays exactly
+    symmetric in floating point."""
 
     def __init__(self):
         self.batch = None
@@ -99,13 +106,21 @@ class BFGSMemory:
             gamma = torch.where(ok, sy / yy.clamp_min(1e-30), torch.ones_like(sy))
             self.H = gamma[:, None, None] * torch.eye(s.shape[1], dtype=s.dtype, device=s.device)
         Hy = (self.H @ y.unsqueeze(-1)).squeeze(-1)
-        yHy = (y * Hy).sum(dim=1)
-        ss = s.unsqueeze(-1) * s.unsqueeze(-2)
-        sHy = s.unsqueeze(-1) * Hy.unsqueeze(-2)
-        self.H += (rho * (rho * yHy + 1))[:, None, None] * ss - rho[:, None, None] * (sHy + sHy.mT)
+        root_c = (rho * (rho * (y * Hy).sum(dim=1) + 1)).sqrt_()[:, None]
+        b = (rho[:, None] * Hy).div_(root_c.clamp_min(torch.finfo(s.dtype).tiny))  # 0 if rho = 0
+        a = root_c * s - b
+        self.H.baddbmm_(a.unsqueeze(-1), a.unsqueeze(-2))
+        self.H.baddbmm_(b.unsqueeze(-1), b.unsqueeze(-2), alpha=-1)
+
+    def repair(self):
+        """Start again the estimates that overflowed (called when a direction is not a
+        descent direction, which is what a non-finite estimate gives)."""
+        if self.H is None:
+            return
         broken = ~torch.isfinite(self.H).flatten(1).all(dim=1)
-        if bool(broken.any()):  # start those problems' estimates again
-            self.H[broken] = torch.eye(s.shape[1], dtype=s.dtype, device=s.device)
+        if bool(broken.any()):
+            self.H[broken] = torch.eye(self.H.shape[-1], dtype=self.H.dtype,
+                                       device=self.H.device)
 
 
 class QuasiNewtonIteration:
@@ -153,67 +168,89 @@ class QuasiNewtonIteration:
         self.f, self.g, self.aux = fg(z, None)
         self.evaluations = 1
         self.iterations = 0
-        self.active = ~_stationary(self.f, self.g, z, self.tol)
+        self._g_max, self._z_max = _max_abs(self.g), _max_abs(z)
+        self.active = ~_stationary(self.f, self._g_max, self._z_max, self.tol)
         self.line_search_failed = torch.zeros_like(self.active)
+        self._running = bool(self.active.any())
 
     @property
     def running(self):
         """Whether any problem is still running."""
-        return bool(self.active.any())
+        return self._running
 
     def step(self):
         """One iteration of every running problem (nothing when none runs)."""
-        if not self.running:
+        if not self._running:
             return
-        z, f, g, aux, active, memory = self.z, self.f, self.g, self.aux, self.active, self.memory
-        batch = z.shape[0]
+        z, f, g, active, memory = self.z, self.f, self.g, self.active, self.memory
         eps = torch.finfo(z.dtype).eps
         if memory.empty:  # first step: at most a unit step in the largest coordinate
-            direction = -g * (1.0 / g.abs().amax(dim=1).clamp_min(1e-30)).clamp(max=1.0)[:, None]
+            direction = g * (-1.0 / self._g_max.clamp_min(1e-30)).clamp(min=-1.0)[:, None]
         else:
             direction = memory.direction(g)
         slope = (g * direction).sum(dim=1)
-        uphill = slope >= 0  # safeguard: fall back to steepest descent
+        uphill = ~(slope < 0)  # safeguard (also for a broken estimate): steepest descent
         if bool(uphill.any()):
             direction[uphill] = -g[uphill]
             slope = torch.where(uphill, -(g * g).sum(dim=1), slope)
-        direction *= active[:, None]
-        step = torch.ones(batch, dtype=z.dtype, device=z.device)
+            memory.repair()
+        all_active = bool(active.all())
+        if not all_active:
+            direction *= active[:, None]
         # near a minimum, values change by less than their rounding error: allow that much
-        slack = 4 * eps * f.abs()
-        pending = active.clone()
-        z_new = None
-        for _ in range(MAX_BACKTRACKS):
-            rows = None if bool(pending.all()) else pending.nonzero().squeeze(1)
-            sel = slice(None) if rows is None else rows
-            z_try = z[sel] + step[sel, None] * direction[sel]
-            f_try, g_try, aux_try = self.fg(z_try, rows)
+        bound = f + 4 * eps * f.abs()
+        new, pending = self._line_search(direction, slope, bound, active, all_active)
+        if pending is not None:  # no decrease found for some: they stay where they are and stop
+            active = active & ~pending
+            self.line_search_failed |= pending
+        z_new, f_new, g_new, aux_new = new
+        s = z_new - z
+        memory.update(s, g_new - g)
+        g_max, z_max = _max_abs(g_new), _max_abs(z_new)
+        stalled = _max_abs(s) <= 4 * eps * (1 + self._z_max)
+        flat = (f - f_new).abs() <= self.tol * f_new.abs().clamp_min(1e-12)
+        if self.tol < 4 * eps:
+            # a change that small is lost in the value's rounding: flat values then show no
+            # convergence while the gradient still shrinks
+            flat &= g_max > 0.5 * self._g_max
+        converged = flat | stalled | _stationary(f_new, g_max, z_max, self.tol)
+        self.active = active & ~converged
+        self._running = bool(self.active.any())
+        self.z, self.f, self.g, self.aux = z_new, f_new, g_new, aux_new
+        self._g_max, self._z_max = g_max, z_max
+        self.iterations += 1
+
+    def _line_search(self, direction, slope, bound, active, all_active):
+        """Armijo backtracking from the unit step, per problem: the new (z, f, g, aux), and
+        the problems that found no decrease in :data:`MAX_BACKTRACKS` halvings (None if none)."""
+        z, f, g, aux = self.z, self.f, self.g, self.aux
+        if all_active:  # the common case: every problem takes its first, unit step
+            z_try = z + direction
+            f_try, g_try, aux_try = self.fg(z_try, None)
             self.evaluations += 1
-            ok = f_try <= f[sel] + ARMIJO * step[sel] * slope[sel] + slack[sel]
-            if rows is None and bool(ok.all()):  # every problem takes its first step
-                z_new, f_new, g_new, aux_new = z_try, f_try, g_try, aux_try
-                pending.zero_()
-                break
-            if z_new is None:
-                z_new, f_new, g_new, aux_new = z.clone(), f.clone(), g.clone(), aux.clone()
-            done = torch.arange(batch, device=z.device)[sel][ok]
+            ok = f_try <= bound + ARMIJO * slope
+            if bool(ok.all()):
+                return (z_try, f_try, g_try, aux_try), None
+        batch = z.shape[0]
+        z_new, f_new, g_new, aux_new = z.clone(), f.clone(), g.clone(), aux.clone()
+        step = torch.ones(batch, dtype=z.dtype, device=z.device)
+        pending = active.clone()
+        rows = None
+        for trial in range(MAX_BACKTRACKS):
+            if trial or not all_active:
+                rows = pending.nonzero().squeeze(1)
+                z_try = z[rows] + step[rows, None] * direction[rows]
+                f_try, g_try, aux_try = self.fg(z_try, rows)
+                self.evaluations += 1
+                ok = f_try <= bound[rows] + ARMIJO * step[rows] * slope[rows]
+            done = ok.nonzero().squeeze(1) if rows is None else rows[ok]
             z_new[done], f_new[done], g_new[done], aux_new[done] = \
                 z_try[ok], f_try[ok], g_try[ok], aux_try[ok]
             pending[done] = False
             if not bool(pending.any()):
-                break
+                return (z_new, f_new, g_new, aux_new), None
             step[pending] *= 0.5
-        else:  # no decrease found for some: they stay where they are and stop
-            active = active & ~pending
-            self.line_search_failed |= pending
-        s = z_new - z
-        memory.update(s, g_new - g)
-        stalled = s.abs().amax(dim=1) <= 4 * eps * (1 + z.abs().amax(dim=1))
-        converged = ((f - f_new).abs() <= self.tol * f_new.abs().clamp_min(1e-12)) | stalled | \
-            _stationary(f_new, g_new, z_new, self.tol)
-        self.active = active & ~converged
-        self.z, self.f, self.g, self.aux = z_new, f_new, g_new, aux_new
-        self.iterations += 1
+        return (z_new, f_new, g_new, aux_new), pending
 
 
 def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
@@ -239,7 +276,8 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
     max_iter : int
         iterations (each one direction and one line search) at most.
     tol : float
-        a problem stops when its value changes by less than ``tol`` relative to its size, or
+        a problem stops when its value changes by less than ``tol`` relative to its size
+        (below the rounding of the value, 4 eps: when the gradient has not halved either), or
         when it is first-order optimal to that relative accuracy:
         :math:`\|\nabla f_b\|_\infty (1 + \|z_b\|_\infty) \le \text{tol}\,|f_b|` (a test
         that a warm start already near the minimum passes at once), or when its step falls
@@ -266,5 +304,11 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
     return run.z, run.f, run.aux, run.iterations, run.evaluations, run.memory
 
 
-def _stationary(f, g, z, tol):
-    return g.abs().amax(dim=1) * (1 + z.abs().amax(dim=1)) <= tol * f.abs()
+def _max_abs(t):
+    return t.abs().amax(dim=1)
+
+
+def _stationary(f, g_max, z_max, tol):
+    """First-order optimality to ``tol`` relative to the value, from the largest entries of
+    the gradients and the points."""
+    return g_max * (1 + z_max) <= tol * f.abs()
