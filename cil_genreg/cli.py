@@ -16,6 +16,7 @@ from .validation import UserError
 COMMANDS = [
     "train",
     "evaluate_model",
+    "fit_prior",
     "demo",
     "reconstruct",
 ]

@@ -174,11 +174,13 @@ def summarise(rows):
 def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05,
                      iterations=100, methods=METHODS, model="mnist-vae", lambdas=None,
                      out=os.path.join("outputs", "mnist"), backend="astra", device="cpu",
-                     seed=0, progress=True, echo=print, start_from="tv", overwrite=False):
+                     seed=0, progress=True, echo=print, start_from="tv", overwrite=False,
+                     latent_prior="auto"):
     """The comparison on held-out MNIST digits, for each geometry and angle count:
     tables (``mnist_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in
-    ``out``; the tables and soft's margin over TV are printed. Returns the summary rows."""
-    return run_comparison(held_out_digits(n, seed), load_generator(model), "mnist",
+    ``out``; the tables and soft's margin over TV are printed. Returns the summary rows.
+    ``latent_prior``: see :func:`cil_genreg.methods.load_generator`."""
+    return run_comparison(held_out_digits(n, seed), load_generator(model, latent_prior), "mnist",
                           angles=angles, geometries=geometries, noise=noise,
                           iterations=iterations, methods=methods, lambdas=lambdas, out=out,
                           backend=backend, device=device, seed=seed, progress=progress,

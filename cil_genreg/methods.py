@@ -16,6 +16,8 @@ A generator of smaller images than the reconstruction regularises it whole when 
 convolutional (a latent-grid model, through :func:`cil_genreg.models.at_size`), else through
 the moving tiles of a :class:`~cil_genreg.PatchGenerativeRegulariser`.
 """
+import warnings
+
 from ._cil import require_cil
 
 require_cil()
@@ -27,21 +29,42 @@ from .validation import check_positive
 from .defaults import (ALL_METHODS, EXTRA_METHODS, HYBRID_TV_FRACTION, LABELS,  # noqa: F401
                        LAMBDAS, METHODS, MU, lambda_grids)
 
-def load_generator(name_or_path):
+#: the ``latent_prior`` choices of :func:`load_generator`
+LATENT_PRIORS = ("auto", "fitted", "standard")
+
+
+def load_generator(name_or_path, latent_prior="auto"):
     """A shipped model by name (``models.available_pretrained()``) or a checkpoint path.
 
     Parameters
     ----------
     name_or_path : str
+    latent_prior : {"auto", "fitted", "standard"}
+        "standard": the model as trained, whose methods penalise ‖z‖² (the prior
+        :math:`N(0, I)`); "fitted": the model reparametrised by the latent Gaussian its
+        checkpoint carries (:func:`cil_genreg.models.whitened`; ``cil-genreg fit-prior`` adds
+        one); "auto" (default): "fitted" when the checkpoint carries a prior, else "standard".
 
     Returns
     -------
     torch.nn.Module
+
+    Raises
+    ------
+    ValueError
+        for an unknown ``latent_prior``, or "fitted" for a model without a prior.
     """
     from . import models
+    if latent_prior not in LATENT_PRIORS:
+        raise ValueError(f"latent_prior must be one of {LATENT_PRIORS}, got {latent_prior!r}")
     if name_or_path in models.available_pretrained():
-        return models.pretrained(name_or_path)
-    return models.load(name_or_path)
+        model = models.pretrained(name_or_path)
+    else:
+        model = models.load(name_or_path)
+    has_prior = getattr(model, "latent_prior", None) is not None
+    if latent_prior == "fitted" or (latent_prior == "auto" and has_prior):
+        return models.whitened(model)
+    return model
 
 
 def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=None,
@@ -115,8 +138,9 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
 def generator_for(generator, geometry):
     """``generator`` at the size of ``geometry``'s images (or slices) when it is fully
     convolutional (``latent_grid > 0``) and makes images of another size that the size allows
-    (:func:`cil_genreg.models.at_size`, the same weights); otherwise ``generator`` itself (a
-    dense model of smaller images is then a patch prior).
+    (:func:`cil_genreg.models.at_size`, the same weights; a fitted latent prior, which belongs
+    to the model's own size, is then dropped with a warning); otherwise ``generator`` itself
+    (a dense model of smaller images is then a patch prior).
 
     Parameters
     ----------
@@ -127,9 +151,15 @@ def generator_for(generator, geometry):
     -------
     torch.nn.Module
     """
-    from .models import at_size
+    from .models import WhitenedGenerator, at_size
     shape = tuple(geometry.shape[-2:])
     made = tuple(getattr(generator, "image_shape", shape))
+    if isinstance(generator, WhitenedGenerator) and made != shape and \
+            getattr(generator.generator, "latent_grid", 0):
+        warnings.warn(f"the model's fitted latent prior is of its {made[0]}² latent: at "
+                      f"{shape[0]}² the model runs with the standard prior N(0, I).",
+                      stacklevel=2)
+        generator = generator.generator
     grid = getattr(generator, "latent_grid", 0)
     if not grid or made == shape or shape[0] != shape[1] or shape[0] % (made[0] // grid):
         return generator

@@ -88,7 +88,7 @@ def main(argv=None):
     from cil_genreg.output_safety import check_output_files
     check_output_files(args.out, ["ablation.csv", "ablation.json"], overwrite=args.overwrite)
     dev = args.device
-    G = methods.load_generator(args.model).to(dev)
+    G = methods.load_generator(args.model, args.latent_prior).to(dev)
     digits = datasets.held_out_digits(args.n, args.seed)
     rng = np.random.default_rng(args.seed)
     rows = []

@@ -110,7 +110,7 @@ def main(argv=None):
     # summary.json again, its own rows)
     check_output_files(args.out, names + ["summary.json", "ct_timing.json"],
                        overwrite=args.overwrite)
-    generator = methods.load_generator(args.model)
+    generator = methods.load_generator(args.model, args.latent_prior)
     common = dict(angles=args.angles, geometries=args.geometry, noise=args.noise,
                   iterations=args.iterations, lambdas=lambdas, out=args.out,
                   backend=args.backend, device=args.device, seed=args.seed,

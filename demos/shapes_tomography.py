@@ -45,7 +45,7 @@ def main(argv=None):
     refusal = options.backend_refusal(args)
     if refusal:
         return refusal
-    generator = methods.load_generator(args.model)
+    generator = methods.load_generator(args.model, args.latent_prior)
     summary = comparison.run_comparison(
         datasets.held_out_shapes(args.n, args.size, args.seed), generator, "shapes", angles=args.angles,
         geometries=args.geometry, noise=args.noise, iterations=args.iterations,

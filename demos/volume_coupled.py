@@ -145,7 +145,7 @@ def main(argv=None):
     check_output_files(args.out, [os.path.basename(stem) + ext
                                   for ext in (".csv", ".json", ".png")],
                        overwrite=args.overwrite)
-    generator = methods.load_generator(args.model)
+    generator = methods.load_generator(args.model, args.latent_prior)
     volumes = shape_volumes(args.n, args.slices, generator.image_shape[-1], seed=args.seed)
     rng = np.random.default_rng(args.seed)
     rows, first = [], None

@@ -84,7 +84,7 @@ def main(argv=None):
     from cil_genreg.output_safety import check_output_files
     check_output_files(args.out, output_names(f"volume_{args.dataset}", args.geometry,
                                               args.angles), overwrite=args.overwrite)
-    generator = methods.load_generator(args.model)
+    generator = methods.load_generator(args.model, args.latent_prior)
     volumes = volume_slices(args.dataset, args.n, args.slices, args.seed)
     summary = []
     for geometry in args.geometry:

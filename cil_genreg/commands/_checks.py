@@ -27,6 +27,8 @@ RULES = {
               "val_fraction": check_fraction, "device": _device_name},
     "evaluate-model": {"n": _count, "steps": _count, "threads": _count, "lr": check_positive,
                        "reg": check_non_negative, "device": _device_name},
+    "fit-prior": {"n": _count, "rank": _count, "shrinkage": check_positive,
+                  "augment": check_non_negative, "device": _device_name},
     "demo": {"n": _count, "angles": _count, "iterations": _count},
     "reconstruct": {"lam": check_positive, "sigma": check_positive, "mu": check_non_negative,
                     "iterations": _count, "image_size": _count, "angles_deg": _count,

@@ -28,6 +28,7 @@ def run(args):
     check_backend(args.backend, args.device)
     mnist_comparison(n=args.n, angles=args.angles, geometries=args.geometry,
                      iterations=args.iterations, methods=args.methods, model=args.model,
+                     latent_prior=args.latent_prior,
                      lambdas=lambda_grids("demo"), out=args.out, backend=args.backend,
                      device=args.device, seed=args.seed, progress=not args.quiet,
                      start_from=args.start, overwrite=args.overwrite)

@@ -8,8 +8,17 @@ from ..defaults import ALL_METHODS, GEOMETRIES, METHODS
 from ..validation import DeviceUnavailableError
 
 
+def add_latent_prior_option(p):
+    """``--latent-prior`` (:func:`cil_genreg.methods.load_generator`'s ``latent_prior``)."""
+    p.add_argument("--latent-prior", default="auto", choices=("auto", "fitted", "standard"),
+                   help="the latent prior of the generative methods: the Gaussian fitted to "
+                        "the model's training codes (`cil-genreg fit-prior`), the standard "
+                        "N(0, I), or auto: the fitted one when the model carries one")
+    return p
+
+
 def add_run_options(p, model, out, seed_help="seed of the image choice and the noise"):
-    """``--model``, ``--out``, ``--backend``, ``--device``, ``--seed``, ``--quiet`` (no
+    """``--model``, ``--latent-prior``, ``--out``, ``--backend``, ``--device``, ``--seed``, ``--quiet`` (no
     progress bars) and ``--overwrite`` (replace an earlier run's outputs in ``--out``).
 
     Parameters
@@ -28,6 +37,7 @@ def add_run_options(p, model, out, seed_help="seed of the image choice and the n
     """
     p.add_argument("--model", default=model,
                    help="a shipped model name or a checkpoint written by `cil-genreg train`")
+    add_latent_prior_option(p)
     p.add_argument("--out", default=out, help="output folder")
     p.add_argument("--backend", default="astra", choices=("astra", "tigre"),
                    help="projector: ASTRA (2D on CPU or GPU) or TIGRE (GPU only)")

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..defaults import METHODS, lambda_grids
 from ..output_safety import check_output_file
+from .options import add_latent_prior_option
 from ..validation import check_finite_array
 
 NAME = "reconstruct"
@@ -49,6 +50,7 @@ def add_parser(subparsers):
                    help="image side in pixels (default: the model's, else panel/√2)")
     p.add_argument("--model", default="mnist-vae",
                    help="shipped model name (e.g. mnist-vae, shapes-vae) or a checkpoint path")
+    add_latent_prior_option(p)
     p.add_argument("--lam", type=float, nargs="+",
                    help="regularisation weight(s); default per method " + str(DEFAULT_LAMBDA))
     p.add_argument("--sigma", type=float,
@@ -223,7 +225,7 @@ def _model_side(args):
     """The image side of ``--model``, loaded once (kept as ``args._generator`` for the run)."""
     if getattr(args, "_generator", None) is None:
         from ..methods import load_generator
-        args._generator = load_generator(args.model)
+        args._generator = load_generator(args.model, args.latent_prior)
     return int(args._generator.image_shape[-1])
 
 
@@ -285,7 +287,7 @@ def run(args):
         generator = None
         if args.method != "tv":
             generator = getattr(args, "_generator", None) or \
-                methods.load_generator(args.model)
+                methods.load_generator(args.model, args.latent_prior)
         lams = args.lam or [DEFAULT_LAMBDA[args.method]]
         if len(lams) > 1 and args.sigma is None:
             raise ValueError("several --lam need --sigma (the noise level) to choose among them "
@@ -343,7 +345,7 @@ def _run_volume(args, y, ig):
         generator = None
         if args.method not in ("fbp", "tv"):
             generator = getattr(args, "_generator", None) or \
-                methods.load_generator(args.model)
+                methods.load_generator(args.model, args.latent_prior)
         lam = (args.lam or [DEFAULT_LAMBDA.get(args.method, 0.0)])[0]
         opts = {"mu": args.mu} if args.mu is not None and args.method in ("soft", "sparse") \
             else {}

@@ -7,8 +7,11 @@ models are generators themselves (``model(z)`` decodes) and carry ``latent_dim``
 from .architectures import (ARCHITECTURES, INTENSITY_RANGE, VAE, Autoencoder, Decoder, Encoder,
                             WGANCritic, WGANGenerator, at_size, build)
 from .checkpoints import CheckpointError, load, read_metadata, save, update_metadata
+from .latent_prior import (LatentGaussian, WhitenedGenerator, attach_prior, fit_latent_prior,
+                           whitened)
 from .pretrained import available_pretrained, pretrained, pretrained_path
 
 __all__ = ["VAE", "Autoencoder", "WGANGenerator", "WGANCritic", "Encoder", "Decoder", "build", "at_size",
            "save", "load", "read_metadata", "update_metadata", "CheckpointError", "pretrained",
-           "available_pretrained", "pretrained_path", "ARCHITECTURES", "INTENSITY_RANGE"]
+           "available_pretrained", "pretrained_path", "ARCHITECTURES", "INTENSITY_RANGE",
+           "LatentGaussian", "WhitenedGenerator", "fit_latent_prior", "attach_prior", "whitened"]

@@ -35,6 +35,8 @@ FORMAT = "cil_genreg.generator"
 FORMAT_VERSION = 1
 #: the key of the safetensors ``__metadata__`` entry that holds the cil_genreg JSON.
 META_KEY = "cil_genreg"
+#: the prefix of the tensors of a fitted latent prior (:mod:`.latent_prior`) in a checkpoint.
+PRIOR_PREFIX = "latent_prior."
 
 
 def atomic_write(path, write):
@@ -96,15 +98,25 @@ def save(generator, path, metadata=None):
     """
     from safetensors.torch import save_file
 
+    from .latent_prior import WhitenedGenerator
+    prior = getattr(generator, "latent_prior", None)
+    if isinstance(generator, WhitenedGenerator):  # the model and its prior
+        generator, prior = generator.generator, generator.prior
     config = _config_of(generator)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config,
               "intensity_range": list(getattr(generator, "intensity_range", INTENSITY_RANGE)),
               "metadata": dict(metadata or {})}
+    if prior is not None:
+        header["latent_prior"] = {"rank": prior.rank, "shrinkage": prior.shrinkage}
     try:
         text = json.dumps(header, sort_keys=True)
     except TypeError as err:
         raise TypeError(f"metadata must be JSON-serialisable: {err}") from None
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()
+               if not k.startswith(PRIOR_PREFIX)}
+    if prior is not None:
+        tensors.update({PRIOR_PREFIX + k: v.detach().to("cpu").contiguous()
+                        for k, v in prior.state_dict().items()})
     broken = [k for k, v in tensors.items() if v.is_floating_point() and
               not bool(torch.isfinite(v).all())]
     if broken:
@@ -206,6 +218,11 @@ def load(path, map_location="cpu"):
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path!r}: the metadata's config {meta['config']} does not "
                               f"describe a valid model ({err}).") from None
+    prior_meta = _prior_meta(path, meta, config["latent_dim"])
+    if prior_meta is not None:
+        d, k = config["latent_dim"], prior_meta["rank"]
+        expected.update({PRIOR_PREFIX + "mean": (d,), PRIOR_PREFIX + "basis": (d, k),
+                         PRIOR_PREFIX + "variances": (k,)})
     stored = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
     _check_tensors_match(path, meta, expected, stored,
                          [k for k, v in header.items() if k != "__metadata__" and
@@ -220,9 +237,35 @@ def load(path, map_location="cpu"):
         raise CheckpointError(
             f"{path!r}: the weights hold NaN or Inf ({broken[:3]}{' ...' if len(broken) > 3 else ''})"
             ": the training that wrote it diverged. Train again with a lower --lr.")
+    prior = {k[len(PRIOR_PREFIX):]: tensors.pop(k) for k in list(tensors)
+             if k.startswith(PRIOR_PREFIX)}
     model.load_state_dict(tensors)
+    if prior_meta is not None:
+        from .latent_prior import LatentGaussian, attach_prior
+        try:
+            attach_prior(model, LatentGaussian(**prior, shrinkage=prior_meta["shrinkage"]))
+        except ValueError as err:
+            raise CheckpointError(f"{path!r}: its latent prior is invalid ({err}); fit it again "
+                                  "with `cil-genreg fit-prior`.") from None
     model.metadata = meta.get("metadata", {})
     return model.to(map_location).eval()
+
+
+def _prior_meta(path, meta, latent_dim):
+    """The checkpoint's latent-prior entry ({"rank", "shrinkage"}), checked; None if none."""
+    entry = meta.get("latent_prior")
+    if entry is None:
+        return None
+    try:
+        rank, shrinkage = entry["rank"], float(entry["shrinkage"])
+        ok = isinstance(rank, int) and 1 <= rank <= latent_dim and shrinkage > 0
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path!r}: the metadata's latent_prior entry {entry!r} is "
+                              f"malformed (needs an integer rank in [1, {latent_dim}] and a "
+                              "shrinkage > 0); fit the prior again with `cil-genreg fit-prior`.")
+    return {"rank": rank, "shrinkage": shrinkage}
 
 
 def _check_tensors_match(path, meta, expected, stored, not_f32):
