@@ -22,10 +22,10 @@ MAX_BACKTRACKS = 20
 def _pairs_ok(s, y):
     """Which pairs satisfy the curvature condition s·y > 0 by a margin the floating-point
     type can resolve (a pair from a step lost in rounding would blow the estimate up)."""
-    sy = (s * y).sum(dim=1)
+    sy = torch.linalg.vecdot(s, y)
     margin = torch.finfo(s.dtype).eps ** 0.5
-    norms = torch.linalg.vector_norm(y, dim=1) * torch.linalg.vector_norm(s, dim=1)
-    return sy, (sy > margin * norms) & (sy > torch.finfo(s.dtype).tiny)
+    norms = torch.linalg.vector_norm(y, dim=1).mul_(torch.linalg.vector_norm(s, dim=1))
+    return sy, (sy > norms.mul_(margin)) & (sy > torch.finfo(s.dtype).tiny)
 
 
 class LBFGSMemory:
@@ -100,15 +100,15 @@ class BFGSMemory:
 
     def update(self, s, y):
         sy, ok = _pairs_ok(s, y)
-        rho = torch.where(ok, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
+        rho = torch.where(ok, sy, torch.inf).reciprocal_()  # 0 where the pair is not kept
         if self.H is None:
             yy = (y * y).sum(dim=1)
             gamma = torch.where(ok, sy / yy.clamp_min(1e-30), torch.ones_like(sy))
             self.H = gamma[:, None, None] * torch.eye(s.shape[1], dtype=s.dtype, device=s.device)
         Hy = (self.H @ y.unsqueeze(-1)).squeeze(-1)
-        root_c = (rho * (rho * (y * Hy).sum(dim=1) + 1)).sqrt_()[:, None]
-        b = (rho[:, None] * Hy).div_(root_c.clamp_min(torch.finfo(s.dtype).tiny))  # 0 if rho = 0
-        a = root_c * s - b
+        root_c = torch.addcmul(rho, rho * rho, torch.linalg.vecdot(y, Hy)).sqrt_()
+        b = Hy * (rho / root_c.clamp_min(torch.finfo(s.dtype).tiny))[:, None]  # 0 if rho = 0
+        a = torch.addcmul(-b, root_c[:, None], s)
         self.H.baddbmm_(a.unsqueeze(-1), a.unsqueeze(-2))
         self.H.baddbmm_(b.unsqueeze(-1), b.unsqueeze(-2), alpha=-1)
 
@@ -212,7 +212,7 @@ class QuasiNewtonIteration:
         if self.tol < 4 * eps:
             # a change that small is lost in the value's rounding: flat values then show no
             # convergence while the gradient still shrinks
-            flat &= g_max > 0.5 * self._g_max
+            flat &= g_max >= self._g_max
         converged = flat | stalled | _stationary(f_new, g_max, z_max, self.tol)
         self.active = active & ~converged
         self._running = bool(self.active.any())
@@ -277,7 +277,7 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
         iterations (each one direction and one line search) at most.
     tol : float
         a problem stops when its value changes by less than ``tol`` relative to its size
-        (below the rounding of the value, 4 eps: when the gradient has not halved either), or
+        (below the rounding of the value, 4 eps: when the gradient has not shrunk either), or
         when it is first-order optimal to that relative accuracy:
         :math:`\|\nabla f_b\|_\infty (1 + \|z_b\|_\infty) \le \text{tol}\,|f_b|` (a test
         that a warm start already near the minimum passes at once), or when its step falls
@@ -305,7 +305,7 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
 
 
 def _max_abs(t):
-    return t.abs().amax(dim=1)
+    return torch.linalg.vector_norm(t, ord=float("inf"), dim=1)
 
 
 def _stationary(f, g_max, z_max, tol):

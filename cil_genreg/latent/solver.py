@@ -250,7 +250,7 @@ class LatentSolver:
                 stats.generator_images += zz.shape[0]
                 image = G(zz)
             wanted = target_rep if rows is None else target_rep[rows]
-            return misfit(image, wanted) + c * zz.square().sum(dim=1), image
+            return misfit(image, wanted).add(torch.linalg.vecdot(zz, zz), alpha=c), image
 
         chained = coupling is not None and (coupling.weight > 0 or coupling.before is not None
                                             or coupling.after is not None)
