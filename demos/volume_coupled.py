@@ -26,6 +26,7 @@ import numpy as np
 
 from cil_genreg import (RangeGenerativeRegulariser, SoftGenerativeRegulariser, forward, methods,
                         metrics, reports)
+from cil_genreg.commands.options import add_latent_prior_option
 from cil_genreg.datasets import shape_volumes
 from cil_genreg.z_tv import z_tv_pdhg
 
@@ -38,6 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--noise", type=float, default=0.05,
                    help="Gaussian noise, fraction of the sinogram's maximum")
     p.add_argument("--model", default="shapes-vae")
+    add_latent_prior_option(p)
     p.add_argument("--method", default="soft", choices=("soft", "range"),
                    help="the generative regulariser")
     p.add_argument("--lam", type=float, default=100.0, help="λ of the regulariser")
