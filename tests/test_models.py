@@ -125,6 +125,25 @@ def test_output_of_one_latent_does_not_depend_on_the_batch():
         assert torch.allclose(m(z)[:1], m(z[:1]), atol=1e-6)
 
 
+@pytest.mark.parametrize("latent_grid", [0, 4])
+def test_channels_last_batches_agree_with_single_latents_to_rounding(latent_grid):
+    """Batches of CHANNELS_LAST_MIN_BATCH or more run channels-last: the same images and
+    latent gradients as one latent at a time, to float32 rounding."""
+    from cil_genreg.models.networks import CHANNELS_LAST_MIN_BATCH
+    torch.manual_seed(2)
+    m = models.build("vae", 32 if latent_grid else 8, 16 if latent_grid else 28, width=8,
+                     latent_grid=latent_grid).eval()
+    z = torch.randn(CHANNELS_LAST_MIN_BATCH + 3, m.latent_dim, requires_grad=True)
+    batch = m(z)
+    (g_batch,) = torch.autograd.grad(batch.square().sum(), z)
+    for i in (0, len(z) - 1):
+        zi = z[i:i + 1].detach().requires_grad_(True)
+        one = m(zi)
+        (g_one,) = torch.autograd.grad(one.square().sum(), zi)
+        assert torch.allclose(batch[i:i + 1], one, atol=1e-5)
+        assert torch.allclose(g_batch[i:i + 1], g_one, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("shape", [30, (28, 32), 8, (28, 28, 1)])
 def test_unsupported_shapes_give_clear_errors(shape):
     with pytest.raises(ValueError, match="square|divisible"):
