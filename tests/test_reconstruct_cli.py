@@ -77,3 +77,28 @@ def test_readme_reconstruct_commands_run_as_written(sinogram, tmp_path, monkeypa
         assert (tmp_path / name).stat().st_size > 0
     assert metrics.psnr(np.load(tmp_path / "image.npy"), truth) > 18
     assert "discrepancy principle: λ =" in capsys.readouterr().out
+
+
+def test_latent_prior_option_uses_a_fitted_prior_or_says_how_to_get_one(sinogram, tmp_path,
+                                                                         capsys):
+    """--latent-prior fitted needs a model that carries a prior (`cil-genreg fit-prior`); with
+    one, auto uses it: the same image as fitted, another than standard."""
+    import torch
+    from cil_genreg import models
+    d, _, _ = sinogram
+    common = ["reconstruct", "--method", "latent", "--data", str(d / "sino.npy"),
+              "--angles", str(d / "angles.npy"), "--iterations", "10", "--quiet", "--overwrite"]
+    assert cli_main(common + ["--model", "mnist-vae", "--latent-prior", "fitted",
+                              "--out", str(tmp_path / "x.npy")]) == 1
+    assert "fit-prior" in capsys.readouterr().err
+    model = models.pretrained("mnist-vae")
+    codes = torch.randn(200, model.latent_dim) * torch.linspace(0.1, 3, model.latent_dim)
+    models.attach_prior(model, models.LatentGaussian.fit(codes, shrinkage=0.2))
+    path = models.save(model, tmp_path / "with_prior.safetensors")
+    images = {}
+    for prior in ("auto", "fitted", "standard"):
+        assert cli_main(common + ["--model", str(path), "--latent-prior", prior,
+                                  "--out", str(tmp_path / f"{prior}.npy")]) == 0
+        images[prior] = np.load(tmp_path / f"{prior}.npy")
+    np.testing.assert_array_equal(images["auto"], images["fitted"])
+    assert np.abs(images["fitted"] - images["standard"]).max() > 1e-3
