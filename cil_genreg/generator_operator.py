@@ -7,7 +7,7 @@ from cil.framework import ImageGeometry, VectorGeometry
 from cil.optimisation.operators import Operator
 
 from .bridge import as_tensor, from_tensor
-from .latent import GeneratorAdapter, encode_mean, frozen
+from .latent import GeneratorAdapter, encode_mean
 
 
 class GeneratorOperator(Operator):
@@ -141,7 +141,7 @@ class GeneratorOperator(Operator):
             maps a tensor ``w`` of that shape to :math:`J_G(z)^T w`, (slices, d).
         """
         zt = self.latent_batch(z).clone().requires_grad_(True)
-        with torch.enable_grad(), frozen(self.adapter.module), self.adapter.threads(len(zt)):
+        with torch.enable_grad(), self.adapter.frozen(), self.adapter.threads(len(zt)):
             image = self.adapter(zt)
 
         def pullback(w):

@@ -18,7 +18,6 @@ from cil.optimisation.functions import (ConstantFunction, L2NormSquared,
 from ..bridge import as_tensor, from_tensor
 from ..functions.latent_least_squares import LatentLeastSquares
 from ..generator_operator import GeneratorOperator
-from ..latent import frozen
 
 
 def terms_of(f, scale=1.0):
@@ -70,7 +69,7 @@ class _ThroughGenerator:
     def __call__(self, z):
         adapter, n = self.operator.adapter, self.operator.n_slices
         zt = z.detach().reshape(-1, adapter.latent_dim).to(adapter.device).requires_grad_(True)
-        with torch.enable_grad(), frozen(adapter.module), adapter.threads(len(zt)):
+        with torch.enable_grad(), adapter.frozen(), adapter.threads(len(zt)):
             images = adapter(zt)
             per_point = images.detach().reshape(z.shape[0], n, *images.shape[1:])
             values, backs = [], []

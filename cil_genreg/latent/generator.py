@@ -81,6 +81,9 @@ class GeneratorAdapter:
             device = p.device if p is not None else None
         self.device = resolve_device(device)
         self.module = own_copy(generator, self.device)
+        #: the module's parameters, for :func:`frozen` (its weights are loaded in place, never
+        #: replaced, while the package uses it)
+        self.parameters = tuple(self.module.parameters())
         self.dtype = torch.float32
         with torch.no_grad(), frozen(self.module):
             probe = self.module(torch.zeros(1, self.latent_dim, device=self.device))
@@ -100,6 +103,10 @@ class GeneratorAdapter:
 
     def __call__(self, z):
         return self.module(z)
+
+    def frozen(self):
+        """:func:`frozen` of the module, from its kept parameter list."""
+        return frozen(self.module, self.parameters)
 
     def thread_count(self, images=1):
         """The CPU threads for a batch of ``images`` images (None: leave torch's setting)."""
@@ -157,7 +164,7 @@ def own_copy(module, device):
 
 
 @contextlib.contextmanager
-def frozen(module):
+def frozen(module, parameters=None):
     """Switch off ``requires_grad`` of the module's parameters for the duration of the block,
     so that autograd differentiates with respect to the latent only (no weight gradients are
     computed or accumulated). The flags are restored afterwards.
@@ -165,13 +172,16 @@ def frozen(module):
     Parameters
     ----------
     module : torch.nn.Module
+    parameters : sequence of torch.nn.Parameter, optional
+        the module's parameters, when the caller keeps them (saves walking the module).
 
     Returns
     -------
     contextlib.AbstractContextManager
         a context manager (``with frozen(G): ...``) that yields ``module``.
     """
-    params = [p for p in module.parameters() if p.requires_grad]
+    parameters = module.parameters() if parameters is None else parameters
+    params = [p for p in parameters if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     try:

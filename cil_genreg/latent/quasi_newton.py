@@ -169,7 +169,7 @@ class QuasiNewtonIteration:
         self.evaluations = 1
         self.iterations = 0
         self._g_max, self._z_max = _max_abs(self.g), _max_abs(z)
-        self.active = ~_stationary(self.f, self._g_max, self._z_max, self.tol)
+        self.active = ~_stationary(self.f.abs(), self._g_max, self._z_max, self.tol)
         self.line_search_failed = torch.zeros_like(self.active)
         self._running = bool(self.active.any())
 
@@ -188,13 +188,13 @@ class QuasiNewtonIteration:
             direction = g * (-1.0 / self._g_max.clamp_min(1e-30)).clamp(min=-1.0)[:, None]
         else:
             direction = memory.direction(g)
-        slope = (g * direction).sum(dim=1)
-        uphill = ~(slope < 0)  # safeguard (also for a broken estimate): steepest descent
-        if bool(uphill.any()):
+        slope = torch.linalg.vecdot(g, direction)
+        if not bool((slope < 0).all()):  # safeguard (also for a broken estimate): steepest descent
+            uphill = ~(slope < 0)
             direction[uphill] = -g[uphill]
             slope = torch.where(uphill, -(g * g).sum(dim=1), slope)
             memory.repair()
-        all_active = bool(active.all())
+        all_active = z.shape[0] == 1 or bool(active.all())  # one running problem is active
         if not all_active:
             direction *= active[:, None]
         # near a minimum, values change by less than their rounding error: allow that much
@@ -206,14 +206,14 @@ class QuasiNewtonIteration:
         z_new, f_new, g_new, aux_new = new
         s = z_new - z
         memory.update(s, g_new - g)
-        g_max, z_max = _max_abs(g_new), _max_abs(z_new)
+        g_max, z_max, f_abs = _max_abs(g_new), _max_abs(z_new), f_new.abs()
         stalled = _max_abs(s) <= 4 * eps * (1 + self._z_max)
-        flat = (f - f_new).abs() <= self.tol * f_new.abs().clamp_min(1e-12)
+        flat = (f - f_new).abs_() <= self.tol * f_abs.clamp_min(1e-12)
         if self.tol < 4 * eps:
             # a change that small is lost in the value's rounding: flat values then show no
             # convergence while the gradient still shrinks
             flat &= g_max >= self._g_max
-        converged = flat | stalled | _stationary(f_new, g_max, z_max, self.tol)
+        converged = flat | stalled | _stationary(f_abs, g_max, z_max, self.tol)
         self.active = active & ~converged
         self._running = bool(self.active.any())
         self.z, self.f, self.g, self.aux = z_new, f_new, g_new, aux_new
@@ -228,7 +228,7 @@ class QuasiNewtonIteration:
             z_try = z + direction
             f_try, g_try, aux_try = self.fg(z_try, None)
             self.evaluations += 1
-            ok = f_try <= bound + ARMIJO * slope
+            ok = f_try <= torch.add(bound, slope, alpha=ARMIJO)
             if bool(ok.all()):
                 return (z_try, f_try, g_try, aux_try), None
         batch = z.shape[0]
@@ -308,7 +308,7 @@ def _max_abs(t):
     return torch.linalg.vector_norm(t, ord=float("inf"), dim=1)
 
 
-def _stationary(f, g_max, z_max, tol):
-    """First-order optimality to ``tol`` relative to the value, from the largest entries of
-    the gradients and the points."""
-    return g_max * (1 + z_max) <= tol * f.abs()
+def _stationary(f_abs, g_max, z_max, tol):
+    """First-order optimality to ``tol`` relative to the value (``f_abs``: its size), from the
+    largest entries of the gradients and the points."""
+    return g_max * (1 + z_max) <= tol * f_abs

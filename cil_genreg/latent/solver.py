@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from .generator import GeneratorAdapter, frozen
+from .generator import GeneratorAdapter
 from .quasi_newton import BFGSMemory, LBFGSMemory, batched_quasi_newton
 from .results import LatentSolution, SolverStats
 
@@ -258,7 +258,7 @@ class LatentSolver:
             z, images, values, iterations = self._solve_chain(
                 objective, z, n_starts, batch, coupling, tol, key, max_iter)
         else:
-            with torch.enable_grad(), frozen(G), self.adapter.threads(z.shape[0]):
+            with torch.enable_grad(), self.adapter.frozen(), self.adapter.threads(z.shape[0]):
                 if self.optimiser in ("bfgs", "lbfgs"):
                     z, values, images, iterations = self._run_quasi_newton(
                         z, objective, tol, key, max_iter=max_iter, reuse_graph=True)
@@ -295,8 +295,7 @@ class LatentSolver:
 
         chains = z.reshape(n_starts, batch * d)
         dense = self.optimiser == "bfgs" and batch * d <= DENSE_CHAIN_MAX_DIM
-        G = self.adapter.module
-        with torch.enable_grad(), frozen(G), self.adapter.threads(n_starts * batch):
+        with torch.enable_grad(), self.adapter.frozen(), self.adapter.threads(n_starts * batch):
             if self.optimiser == "adam":
                 chains, totals, _, iterations = self._run_adam(chains, chain_objective, tol,
                                                                max_iter)
@@ -306,7 +305,7 @@ class LatentSolver:
                     max_iter=max_iter)
         best = int(totals.argmin())
         z = chains[best].reshape(batch, d)
-        with torch.no_grad(), frozen(G), self.adapter.threads(batch):
+        with torch.no_grad(), self.adapter.frozen(), self.adapter.threads(batch):
             values, images = objective(z, slice_rows[best])
             values = values + chain.per_slice(z[None])[0]
         return z, images, values, iterations
