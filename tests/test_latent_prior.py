@@ -169,3 +169,26 @@ def test_fit_prior_command_writes_a_new_checkpoint(tmp_path, tiny_checkpoint, ca
     assert main(["fit-prior", str(tiny_checkpoint), "--data", str(data), "--out", str(out)]) == 1
     assert main(["fit-prior", str(tiny_checkpoint), "--data", str(data), "--out", str(out),
                  "--shrinkage", "0"]) == 2
+
+
+def test_fit_keeps_what_the_codes_span_when_a_larger_rank_is_asked():
+    prior = LatentGaussian.fit(_codes(n=4, d=6), rank=6)
+    assert prior.rank == 4 and prior.variances[-1] < 1e-10  # 4 centred codes span 3 directions
+    w = torch.randn(2, 6)
+    np.testing.assert_allclose(prior.from_latent(prior.to_latent(w)).numpy(), w.numpy(),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_a_fitted_prior_of_one_size_is_dropped_with_a_warning_at_another():
+    """generator_for runs a latent-grid model at another size through at_size; the prior
+    belongs to the model's own latent, so the model runs there with N(0, I)."""
+    from cil.framework import ImageGeometry
+    from cil_genreg.methods import generator_for
+    torch.manual_seed(0)
+    model = models.build("vae", latent_dim=2 * 8 * 8, image_shape=32, width=4, latent_grid=8)
+    model.eval()
+    fitted = models.whitened(model, models.fit_latent_prior(model, torch.rand(10, 32, 32)))
+    assert generator_for(fitted, ImageGeometry(32, 32)) is fitted
+    with pytest.warns(UserWarning, match="standard prior"):
+        bigger = generator_for(fitted, ImageGeometry(64, 64))
+    assert not isinstance(bigger, WhitenedGenerator) and bigger.image_shape == (64, 64)

@@ -27,7 +27,7 @@ def add_parser(subparsers):
                    help="the covariance's floor delta (default "
                         "cil_genreg.models.latent_prior.SHRINKAGE)")
     p.add_argument("--rank", type=int, default=None,
-                   help="eigenpairs kept (default: all the codes give, at most N-1)")
+                   help="eigenpairs kept (default: all the codes span, min(N-1, d))")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="the new checkpoint (.safetensors)")
@@ -36,8 +36,6 @@ def add_parser(subparsers):
 
 
 def run(args):
-    import torch
-
     from .. import models
     from ..latent import resolve_device
     from ..models.latent_prior import SHRINKAGE
@@ -56,8 +54,7 @@ def run(args):
         raise ValueError(f"--data {args.data!r} gave {len(images)} image(s): a prior needs at "
                          "least 2 (and many more than a few to be of use).")
     shrinkage = SHRINKAGE if args.shrinkage is None else args.shrinkage
-    with torch.no_grad():
-        prior = models.fit_latent_prior(model, images, shrinkage=shrinkage, rank=args.rank)
+    prior = models.fit_latent_prior(model, images, shrinkage=shrinkage, rank=args.rank)
     models.attach_prior(model, prior)
     metadata = dict(model.metadata)
     metadata["latent_prior"] = {

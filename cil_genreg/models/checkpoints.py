@@ -112,8 +112,7 @@ def save(generator, path, metadata=None):
         text = json.dumps(header, sort_keys=True)
     except TypeError as err:
         raise TypeError(f"metadata must be JSON-serialisable: {err}") from None
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()
-               if not k.startswith(PRIOR_PREFIX)}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
     if prior is not None:
         tensors.update({PRIOR_PREFIX + k: v.detach().to("cpu").contiguous()
                         for k, v in prior.state_dict().items()})

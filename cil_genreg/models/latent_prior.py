@@ -70,6 +70,10 @@ class LatentGaussian(nn.Module):
         self.register_buffer("mean", mean)
         self.register_buffer("basis", basis)
         self.register_buffer("variances", variances)
+        # Σ^{±1/2} = δ^{±1/2} I + U diag(gains) U^T: the gains, once (not saved: derived)
+        for name, power in (("root_gains", 0.5), ("inverse_root_gains", -0.5)):
+            self.register_buffer(name, (variances + shrinkage) ** power - shrinkage ** power,
+                                 persistent=False)
 
     @property
     def latent_dim(self):
@@ -82,7 +86,8 @@ class LatentGaussian(nn.Module):
     @classmethod
     def fit(cls, codes, shrinkage=SHRINKAGE, rank=None):
         r"""The Gaussian of a set of codes: their mean and the ``rank`` leading eigenpairs of
-        their covariance (default: all, at most N − 1 for N codes).
+        their covariance (default: the min(N − 1, d) that N centred codes span; a larger
+        ``rank`` keeps what there is).
 
         Parameters
         ----------
@@ -112,26 +117,19 @@ class LatentGaussian(nn.Module):
         # the covariance's eigenpairs from the thin SVD of the centred codes
         _, s, vt = torch.linalg.svd(centred, full_matrices=False)
         variances = (s ** 2 / (n - 1))[:k]
-        basis = vt[:k].T
-        if basis.shape[1] < k:  # fewer codes than the rank asked for: pad with zero variances
-            extra = k - basis.shape[1]
-            basis = torch.cat([basis, torch.zeros(d, extra, dtype=basis.dtype)], dim=1)
-            variances = torch.cat([variances, torch.zeros(extra, dtype=variances.dtype)])
-        return cls(mean, basis, variances, shrinkage)
+        return cls(mean, vt[:k].T, variances, shrinkage)
 
-    def _apply_root(self, v, power):
+    def _apply_root(self, v, floor, gains):
         # Σ^{±1/2} v = δ^{±1/2} v + U diag((e + δ)^{±1/2} − δ^{±1/2}) U^T v, for rows v
-        floor = self.shrinkage ** power
-        gains = (self.variances + self.shrinkage) ** power - floor
         return floor * v + ((v @ self.basis) * gains) @ self.basis.T
 
     def to_latent(self, w):
         r""":math:`z = m + \Sigma^{1/2} w` for rows ``w`` (B, d)."""
-        return self.mean + self._apply_root(w, 0.5)
+        return self.mean + self._apply_root(w, self.shrinkage ** 0.5, self.root_gains)
 
     def from_latent(self, z):
         r""":math:`w = \Sigma^{-1/2} (z - m)` for rows ``z`` (B, d)."""
-        return self._apply_root(z - self.mean, -0.5)
+        return self._apply_root(z - self.mean, self.shrinkage ** -0.5, self.inverse_root_gains)
 
     def extra_repr(self):
         return f"latent_dim={self.latent_dim}, rank={self.rank}, shrinkage={self.shrinkage:g}"
@@ -196,8 +194,8 @@ def encode_codes(generator, images, batch_size=64):
 
 def fit_latent_prior(generator, images, shrinkage=SHRINKAGE, rank=None, batch_size=64):
     r"""The :class:`LatentGaussian` of the encoder's codes of ``images`` (the training images:
-    never the held-out ones), to attach to the model (``model.latent_prior = ...``, kept by
-    :func:`~cil_genreg.models.save`) and use through :func:`whitened`.
+    never the held-out ones), to attach to the model (:func:`attach_prior`: then
+    :func:`~cil_genreg.models.save` keeps it in the checkpoint) and use through :func:`whitened`.
 
     Parameters
     ----------
@@ -206,7 +204,7 @@ def fit_latent_prior(generator, images, shrinkage=SHRINKAGE, rank=None, batch_si
     shrinkage : float
         :math:`\delta` (:data:`SHRINKAGE`).
     rank : int, optional
-        eigenpairs kept (default all, at most N − 1).
+        eigenpairs kept (default: all the codes span, min(N − 1, d)).
     batch_size : int
 
     Returns
