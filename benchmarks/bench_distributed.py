@@ -47,7 +47,11 @@ def worker(args):
     import numpy as np
     import torch.distributed as dist
 
-    from cil_genreg import distributed, forward, methods, metrics, slabs
+    from cil_genreg.utilities import distributed
+    from cil_genreg.physics import forward
+    from cil_genreg.experiments import methods
+    from cil_genreg.utilities import metrics
+    from cil_genreg.experiments import slabs
     from cil_genreg.datasets import mnist, shapes
     from cil_genreg.training import train
 

@@ -95,12 +95,13 @@ def apply_threads(args):
 def load_generator(model="mnist-vae"):
     """(generator module in eval mode, description): a shipped model by name, a checkpoint path,
     or "untrained" (the package's VAE, d = 8, random weights of seed 0: smoke tests only)."""
-    from cil_genreg import methods, models
+    from cil_genreg import models
+    from cil_genreg.experiments import methods
     if model == "untrained":
         torch.manual_seed(0)
         return (models.build("vae", latent_dim=8, image_shape=IMAGE_SHAPE).eval(),
                 "untrained cil_genreg VAE (d = 8, random weights, seed 0)")
-    return methods.load_generator(model).eval(), f"cil_genreg.methods.load_generator({model!r})"
+    return methods.load_generator(model).eval(), f"cil_genreg.experiments.methods.load_generator({model!r})"
 
 
 def start(args):
@@ -123,9 +124,9 @@ def load_digits(n):
 
 
 def ct_problem(image, n_angles=10, noise=0.05, seed=0):
-    """(ig, A, x_true, y): parallel beam (:func:`cil_genreg.forward.make_geometry`), Gaussian
+    """(ig, A, x_true, y): parallel beam (:func:`cil_genreg.physics.forward.make_geometry`), Gaussian
     noise of ``noise`` x the sinogram's maximum."""
-    from cil_genreg import forward
+    from cil_genreg.physics import forward
     ig, ag = forward.make_geometry(image.shape[-1], n_angles, "parallel")
     A = forward.make_projector(ig, ag)
     x_true = ig.allocate(0)
@@ -136,13 +137,13 @@ def ct_problem(image, n_angles=10, noise=0.05, seed=0):
 
 def fbp_start(A, y):
     """The FBP image of ``y`` (ASTRA's CPU FBP), where the demos and users start."""
-    from cil_genreg.forward import initial_reconstruction
+    from cil_genreg.physics.forward import initial_reconstruction
     return initial_reconstruction(A, y)[0]
 
 
 def psnr(x, ref):
     """PSNR in dB against ``ref`` (MNIST images lie in [0, 1]): the package's."""
-    from cil_genreg.metrics import psnr as package_psnr
+    from cil_genreg.utilities.metrics import psnr as package_psnr
     return package_psnr(x, ref, data_range=1.0)
 
 

@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 
-from .validation import UserError
+from .utilities.validation import UserError
 
 #: Modules of :mod:`cil_genreg.commands`, in the order ``--help`` lists them.
 COMMANDS = [

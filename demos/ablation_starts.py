@@ -24,7 +24,10 @@ import sys
 
 import numpy as np
 
-from cil_genreg import datasets, forward, methods, metrics
+from cil_genreg import datasets
+from cil_genreg.physics import forward
+from cil_genreg.experiments import methods
+from cil_genreg.utilities import metrics
 from cil_genreg.commands import options
 
 
@@ -85,7 +88,7 @@ def main(argv=None):
     refusal = options.backend_refusal(args)
     if refusal:
         return refusal
-    from cil_genreg.output_safety import check_output_files
+    from cil_genreg.utilities.output_safety import check_output_files
     check_output_files(args.out, ["ablation.csv", "ablation.json"], overwrite=args.overwrite)
     dev = args.device
     G = methods.load_generator(args.model, args.latent_prior).to(dev)

@@ -8,7 +8,7 @@
   angle (``--geometry limited``, parallel over ``--limited-span`` = 120°), Gaussian noise
   ``--noise`` (2 % or 5 % of the sinogram's maximum), ASTRA;
 * methods: FBP, TV, range (latent and regulariser), soft, sparse deviations, and ``hybrid``
-  (TV + soft, :func:`cil_genreg.hybrid.hybrid_fista`), λ by the discrepancy principle, the one
+  (TV + soft, :func:`cil_genreg.algorithms.hybrid.hybrid_fista`), λ by the discrepancy principle, the one
   λ best on average and the best per image;
 * ``--full-size``: the same on the slices at their own 512×512 with the *patch prior*
   (``--patch-model``, a generator trained on small patches: a fully convolutional latent-grid
@@ -23,7 +23,8 @@ import os
 import sys
 import time
 
-from cil_genreg import comparison, methods
+from cil_genreg.experiments import comparison
+from cil_genreg.experiments import methods
 from cil_genreg.commands import options
 
 #: λ grids for 128² CT slices (the sinogram of 128² is ~20× MNIST's; λ scales with it; soft
@@ -72,7 +73,7 @@ def time_one_soft(images, generator, angles, noise, iterations, lam, seed=0,
     """Seconds of one soft reconstruction (``iterations`` FISTA iterations, from FBP) of the
     first image, and the image side."""
     import numpy as np
-    from cil_genreg.forward import (add_noise, initial_reconstruction, make_geometry,
+    from cil_genreg.physics.forward import (add_noise, initial_reconstruction, make_geometry,
                                     make_projector)
     ig, ag = make_geometry(images.shape[-1], angles)
     A = make_projector(ig, ag)
@@ -93,7 +94,7 @@ def main(argv=None):
     if refusal:
         return refusal
     from cil_genreg import datasets
-    from cil_genreg.output_safety import check_output_files
+    from cil_genreg.utilities.output_safety import check_output_files
     try:
         images = datasets.ct_slices(args.volume, split="test", size=args.size, n=args.n,
                                     seed=args.seed)

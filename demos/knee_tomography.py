@@ -22,7 +22,8 @@ cannot use (fastMRI's k-space-only test set, damaged downloads, no slice left af
 import os
 import sys
 
-from cil_genreg import comparison, methods
+from cil_genreg.experiments import comparison
+from cil_genreg.experiments import methods
 from cil_genreg.commands import options
 
 #: λ grids for 128×128 slices (σ² of the data ~ 20× MNIST's)

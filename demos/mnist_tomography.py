@@ -21,7 +21,8 @@ small version of it in under three minutes.
 import os
 import sys
 
-from cil_genreg import comparison, methods
+from cil_genreg.experiments import comparison
+from cil_genreg.experiments import methods
 from cil_genreg.commands import options
 
 

@@ -19,7 +19,9 @@ corners and loses to TV):
 import os
 import sys
 
-from cil_genreg import comparison, datasets, methods
+from cil_genreg import datasets
+from cil_genreg.experiments import comparison
+from cil_genreg.experiments import methods
 from cil_genreg.commands import options
 
 #: λ grids for 64×64 shapes (the sinogram is ~2.3× larger than MNIST's, λ scales with σ²)

@@ -7,7 +7,7 @@ image), reconstructed with the 2D ``shapes-vae`` prior,
 * **coupled**: the same with the latent chain ``latent_coupling=λ_z`` (neighbouring slices'
   latents pulled together in one joint latent solve), FISTA, over a grid of λ_z;
 * **z-TV**: the independent soft regulariser plus CIL's TV along z only, PDHG
-  (``cil_genreg.z_tv.z_tv_pdhg``), over a grid of α_z;
+  (``cil_genreg.algorithms.z_tv.z_tv_pdhg``), over a grid of α_z;
 
 beside FBP and 2D TV per slice (the start of the generative methods). The projector is ASTRA's
 2D CPU projector slice by slice (``SliceWiseOperator``; ASTRA's 3D projectors need CUDA).
@@ -28,7 +28,7 @@ from cil_genreg import (RangeGenerativeRegulariser, SoftGenerativeRegulariser, f
                         metrics, reports)
 from cil_genreg.commands.options import add_latent_prior_option
 from cil_genreg.datasets import shape_volumes
-from cil_genreg.z_tv import z_tv_pdhg
+from cil_genreg.algorithms.z_tv import z_tv_pdhg
 
 
 def parse_args(argv=None):
@@ -140,7 +140,7 @@ def figure(truth, found, best_coupled, best_ztv, path, title, method="soft"):
 
 
 def main(argv=None):
-    from cil_genreg.output_safety import check_output_files
+    from cil_genreg.utilities.output_safety import check_output_files
 
     args = parse_args(argv)
     stem = os.path.join(args.out, f"volume_coupled_{args.method}_{args.angles}")

@@ -17,7 +17,11 @@ import sys
 
 import numpy as np
 
-from cil_genreg import comparison, datasets, methods, metrics, reports
+from cil_genreg import datasets
+from cil_genreg.experiments import comparison
+from cil_genreg.experiments import methods
+from cil_genreg.utilities import metrics
+from cil_genreg.experiments import reports
 from cil_genreg.commands import options
 
 METHODS = ("fbp", "tv", "latent", "soft")
@@ -80,8 +84,8 @@ def main(argv=None):
     refusal = options.backend_refusal(args)
     if refusal:
         return refusal
-    from cil_genreg.comparison import output_names
-    from cil_genreg.output_safety import check_output_files
+    from cil_genreg.experiments.comparison import output_names
+    from cil_genreg.utilities.output_safety import check_output_files
     check_output_files(args.out, output_names(f"volume_{args.dataset}", args.geometry,
                                               args.angles), overwrite=args.overwrite)
     generator = methods.load_generator(args.model, args.latent_prior)

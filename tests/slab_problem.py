@@ -8,7 +8,8 @@ OPTIONS = dict(iterations=6, mu=1e-3, seed=0)
 def problem(slices=5, angles=8, seed=0):
     """A 5-slice volume of held-out digits under a 3D parallel beam: data, volume geometry,
     and the shipped mnist-vae generator."""
-    from cil_genreg import forward, methods
+    from cil_genreg.physics import forward
+    from cil_genreg.experiments import methods
     from cil_genreg.datasets import mnist
 
     digits = mnist(split="test")[:slices]

@@ -6,7 +6,7 @@ from cil.optimisation.functions import LeastSquares
 from cil.plugins.astra import ProjectionOperator
 
 from cil_genreg import SoftGenerativeRegulariser
-from cil_genreg.callbacks import LatentSolverCallback
+from cil_genreg.utilities.callbacks import LatentSolverCallback
 from generators import ConvGenerator
 
 

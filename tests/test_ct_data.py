@@ -181,7 +181,7 @@ PATCH_FIT_DB = 26.0  # measured 28.2 dB mean on these 8 patches (150 steps), 202
 def test_pretrained_ct_patch_model_fits_held_out_patches():
     """Latent fit min_z ||G(z)-x||^2 + 1e-3||z||^2 on held-out 32x32 chest patches."""
     from cil_genreg import models
-    from cil_genreg.evaluation import latent_fit
+    from cil_genreg.experiments.evaluation import latent_fit
 
     g = models.pretrained("ct-patch-vae-32")
     assert g.image_shape == (32, 32) and g.metadata["patch"] == "32"
@@ -230,7 +230,8 @@ def test_pretrained_ct_patch_vae_64_reaches_held_out_patches_and_runs_at_512():
     geometry."""
     import torch
     from cil.framework import ImageGeometry
-    from cil_genreg import methods, models
+    from cil_genreg import models
+    from cil_genreg.experiments import methods
 
     g = models.pretrained("ct-patch-vae-64")
     assert g.image_shape == (64, 64) and g.latent_grid == 16 and g.latent_dim == 512
@@ -252,10 +253,11 @@ def test_pretrained_ct_vae_128_carries_its_fitted_latent_prior_and_it_beats_the_
     training block, rank 512, delta 0.2), the demos use it by default, and on a held-out slice
     (30 angles, 2 % noise) the latent method reconstructs better with it than with N(0, I):
     +0.6 dB on this slice, +0.7 dB on five (docs/results.md)."""
-    from cil_genreg import methods, models
-    from cil_genreg.forward import add_noise, initial_reconstruction, make_geometry, \
+    from cil_genreg import models
+    from cil_genreg.experiments import methods
+    from cil_genreg.physics.forward import add_noise, initial_reconstruction, make_geometry, \
         make_projector
-    from cil_genreg.metrics import psnr
+    from cil_genreg.utilities.metrics import psnr
 
     g = models.pretrained("ct-vae-128")
     prior = g.latent_prior

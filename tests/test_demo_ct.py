@@ -31,7 +31,8 @@ def test_regulariser_options_reach_the_generative_regularisers_only():
     (a bad value is refused by the regulariser itself) and is not given to the latent method
     or TV (which would refuse an unknown keyword)."""
     import numpy as np
-    from cil_genreg import comparison, models
+    from cil_genreg import models
+    from cil_genreg.experiments import comparison
     G = models.build("vae", latent_dim=4, image_shape=16, width=4).eval()
     images = np.random.default_rng(0).random((1, 16, 16)).astype(np.float32)
     bad = {"inexact_max_iteration": 0}

@@ -107,7 +107,8 @@ def test_ablation_runs_with_backend_and_device_passed_through(tmp_path, tiny_che
                                                               monkeypatch):
     # a smoke run (untrained tiny VAE, 1 digit, 2 iterations) recording what reaches the
     # projector, the FBP and the generative methods
-    from cil_genreg import forward, methods
+    from cil_genreg.physics import forward
+    from cil_genreg.experiments import methods
     seen = []
 
     def spy(name):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from cil_genreg import models
 from cil_genreg.cli import main
-from cil_genreg.evaluation import evaluate_model, ks_statistic, latent_fit, latent_statistics
+from cil_genreg.experiments.evaluation import evaluate_model, ks_statistic, latent_fit, latent_statistics
 from cil_genreg.latent import encode_mean
 
 

@@ -1,7 +1,7 @@
 """Pieces of the forward problem and the demo command that the demo runs do not reach on a CPU-only machine."""
 import numpy as np
 
-from cil_genreg import forward
+from cil_genreg.physics import forward
 
 
 class _RecordingFBP:

@@ -10,8 +10,8 @@ from cil.optimisation.functions import (BlockFunction, L2NormSquared, MixedL21No
 from cil.optimisation.operators import BlockOperator, GradientOperator
 
 from cil_genreg import PatchGenerativeRegulariser, PatchOperator, SoftGenerativeRegulariser
-from cil_genreg.forward import add_noise, make_geometry, make_projector
-from cil_genreg.hybrid import hybrid_objective, hybrid_pdhg
+from cil_genreg.physics.forward import add_noise, make_geometry, make_projector
+from cil_genreg.algorithms.hybrid import hybrid_objective, hybrid_pdhg
 from generators import LinearGenerator
 
 SOLVER = dict(tolerance=1e-9, max_iteration=100, adaptive_tolerance=False)

@@ -183,7 +183,7 @@ def test_a_fitted_prior_of_one_size_is_dropped_with_a_warning_at_another():
     """generator_for runs a latent-grid model at another size through at_size; the prior
     belongs to the model's own latent, so the model runs there with N(0, I)."""
     from cil.framework import ImageGeometry
-    from cil_genreg.methods import generator_for
+    from cil_genreg.experiments.methods import generator_for
     torch.manual_seed(0)
     model = models.build("vae", latent_dim=2 * 8 * 8, image_shape=32, width=4, latent_grid=8)
     model.eval()

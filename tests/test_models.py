@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cil_genreg import datasets, models
-from cil_genreg.evaluation import latent_fit
+from cil_genreg.experiments.evaluation import latent_fit
 
 
 @pytest.mark.parametrize("size", [28, 64, 128])
@@ -158,7 +158,7 @@ def test_unknown_architecture():
 def test_torch_side_modules_do_not_import_cil():
     root = pathlib.Path(models.__file__).parent.parent
     files = [f for package in ("models", "datasets", "training", "latent")
-             for f in (root / package).glob("*.py")] + [root / "evaluation.py"]
+             for f in (root / package).glob("*.py")] + [root / "experiments" / "evaluation.py"]
     for f in files:
         for node in ast.walk(ast.parse(f.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \

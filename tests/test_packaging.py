@@ -317,7 +317,7 @@ for mod in [m for m in sys.modules if m == "cil" or m.startswith("cil.")]:
     del sys.modules[mod]
 sys.meta_path.insert(0, BlockCIL())
 import cil_genreg
-for name in ("latent", "models", "training", "evaluation", "datasets"):
+for name in ("latent", "models", "training", "experiments.evaluation", "datasets", "utilities"):
     importlib.import_module("cil_genreg." + name)
 assert not [m for m in sys.modules if m == "cil" or m.startswith("cil.")]
 print("torch side imported")

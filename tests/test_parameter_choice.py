@@ -4,7 +4,7 @@ import pytest
 from cil.framework import AcquisitionGeometry, ImageGeometry
 from cil.plugins.astra import ProjectionOperator
 
-from cil_genreg.parameter_choice import discrepancy_principle
+from cil_genreg.experiments.parameter_choice import discrepancy_principle
 
 
 def test_picks_the_largest_lambda_within_the_noise_level():

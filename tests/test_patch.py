@@ -196,8 +196,9 @@ def test_reconstruct_uses_a_latent_grid_model_whole_at_the_image_size():
     runs the model at 64² (models.at_size, no tiles): the same result as passing the 64² model;
     a dense 32² model is left as it is (a patch prior)."""
     import torch
-    from cil_genreg import methods, models
-    from cil_genreg.forward import add_noise, make_geometry, make_projector
+    from cil_genreg import models
+    from cil_genreg.experiments import methods
+    from cil_genreg.physics.forward import add_noise, make_geometry, make_projector
     torch.manual_seed(0)
     grid = models.build("vae", latent_dim=2 * 64, image_shape=32, width=4, latent_grid=8).eval()
     ig, ag = make_geometry(64, 12)

@@ -3,7 +3,9 @@ beats FBP's; geometry errors are clear."""
 import numpy as np
 import pytest
 
-from cil_genreg import datasets, forward, metrics
+from cil_genreg import datasets
+from cil_genreg.physics import forward
+from cil_genreg.utilities import metrics
 from cil_genreg.cli import main as cli_main
 
 

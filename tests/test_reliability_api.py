@@ -182,7 +182,7 @@ def test_regularisers_never_change_the_callers_module(training, setup):
 
 def test_evaluate_model_leaves_the_callers_module_as_it_was():
     from cil_genreg import datasets, models
-    from cil_genreg.evaluation import evaluate_model
+    from cil_genreg.experiments.evaluation import evaluate_model
     torch.manual_seed(0)
     G = models.build("vae", latent_dim=2, image_shape=16, width=2).train()
     snap = _snapshot(G)

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cil_genreg import datasets, forward, metrics, models
+from cil_genreg import datasets, models
+from cil_genreg.physics import forward
+from cil_genreg.utilities import metrics
 from cil_genreg.cli import main
-from cil_genreg.output_safety import OutputLock
+from cil_genreg.utilities.output_safety import OutputLock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--model", "ae", "--latent-dim", "2", "--width", "2", "--batch-size", "20",
@@ -210,7 +212,7 @@ def test_train_lock_refuses_a_second_run_and_takes_over_a_stale_one(images, tmp_
 
 
 def test_lock_files_of_other_hosts_are_kept_and_empty_old_ones_taken_over(tmp_path):
-    from cil_genreg.output_safety import EMPTY_LOCK_GRACE_S, OutputLockedError
+    from cil_genreg.utilities.output_safety import EMPTY_LOCK_GRACE_S, OutputLockedError
     out = tmp_path / "m.safetensors"
     lock = tmp_path / "m.safetensors.lock"
     lock.write_text("1 another-host\n")  # cannot tell whether it runs: refused

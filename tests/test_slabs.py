@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cil_genreg import distributed, forward, metrics, slabs
+from cil_genreg.utilities import distributed
+from cil_genreg.physics import forward
+from cil_genreg.utilities import metrics
+from cil_genreg.experiments import slabs
 from cil_genreg.commands import reconstruct as reconstruct_command
 from cil_genreg.cli import main as cli_main
 from slab_problem import OPTIONS, problem

@@ -7,7 +7,7 @@ from cil.optimisation.functions import ZeroFunction
 from cil.optimisation.operators import IdentityOperator
 
 from cil_genreg import SoftGenerativeRegulariser
-from cil_genreg.z_tv import z_difference_operator, z_tv_pdhg
+from cil_genreg.algorithms.z_tv import z_difference_operator, z_tv_pdhg
 from generators import LinearGenerator
 
 

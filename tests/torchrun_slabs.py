@@ -4,7 +4,8 @@ import sys
 
 import numpy as np
 
-from cil_genreg import distributed, slabs
+from cil_genreg.utilities import distributed
+from cil_genreg.experiments import slabs
 from slab_problem import OPTIONS, problem
 
 

@@ -4,7 +4,7 @@ import numbers
 import torch
 from cil.optimisation.algorithms import Algorithm
 
-from ..bridge import as_tensor, from_tensor
+from ..utilities.bridge import as_tensor, from_tensor
 from ..latent import BFGSMemory, LBFGSMemory, QuasiNewtonIteration
 from ..latent.solver import DENSE_BFGS_MAX_DIM
 from .latent_objective import LatentObjective

@@ -15,9 +15,9 @@ import torch
 from cil.optimisation.functions import (ConstantFunction, L2NormSquared,
                                         OperatorCompositionFunction, ScaledFunction, SumFunction)
 
-from ..bridge import as_tensor, from_tensor
+from ..utilities.bridge import as_tensor, from_tensor
 from ..functions.latent_least_squares import LatentLeastSquares
-from ..generator_operator import GeneratorOperator
+from ..operators.generator_operator import GeneratorOperator
 
 
 def terms_of(f, scale=1.0):

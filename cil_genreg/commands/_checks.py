@@ -3,7 +3,7 @@
 argparse checks types (``--epochs abc``); these rules check meaning (``--epochs 0``,
 ``--lam nan``). A broken rule is a usage error: ``cil-genreg CMD: error: ...``, exit status 2.
 """
-from ..validation import check_fraction, check_int, check_non_negative, check_positive
+from ..utilities.validation import check_fraction, check_int, check_non_negative, check_positive
 
 
 def _count(value, name):

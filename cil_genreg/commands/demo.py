@@ -19,10 +19,10 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from ..comparison import mnist_comparison, output_names
-    from ..forward import check_backend
-    from ..methods import lambda_grids
-    from ..output_safety import check_output_files
+    from ..experiments.comparison import mnist_comparison, output_names
+    from ..physics.forward import check_backend
+    from ..experiments.methods import lambda_grids
+    from ..utilities.output_safety import check_output_files
     check_output_files(args.out, output_names("mnist", args.geometry, args.angles)
                        + ["summary.json"], overwrite=args.overwrite)
     check_backend(args.backend, args.device)

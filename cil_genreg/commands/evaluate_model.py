@@ -2,7 +2,7 @@
 import json
 import os
 
-from ..output_safety import check_output_files
+from ..utilities.output_safety import check_output_files
 
 NAME = "evaluate-model"
 HELP = "measure a generator on held-out images: latent fit, samples, interpolation, latents"
@@ -40,7 +40,7 @@ def run(args):
     import torch
 
     from .. import models
-    from ..evaluation import evaluate_model
+    from ..experiments.evaluation import evaluate_model
     from ..latent import resolve_device
     from ._data import load_data
 

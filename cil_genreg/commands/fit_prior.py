@@ -4,7 +4,7 @@ import json
 import shlex
 import sys
 
-from ..output_safety import check_output_file
+from ..utilities.output_safety import check_output_file
 
 NAME = "fit-prior"
 HELP = ("fit a Gaussian latent prior to a model's codes of its training images (the "

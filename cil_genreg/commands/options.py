@@ -4,12 +4,12 @@ import argparse
 import json
 import sys
 
-from ..defaults import ALL_METHODS, GEOMETRIES, METHODS
-from ..validation import DeviceUnavailableError
+from ..utilities.defaults import ALL_METHODS, GEOMETRIES, METHODS
+from ..utilities.validation import DeviceUnavailableError
 
 
 def add_latent_prior_option(p):
-    """``--latent-prior`` (:func:`cil_genreg.methods.load_generator`'s ``latent_prior``)."""
+    """``--latent-prior`` (:func:`cil_genreg.experiments.methods.load_generator`'s ``latent_prior``)."""
     p.add_argument("--latent-prior", default="auto", choices=("auto", "fitted", "standard"),
                    help="the latent prior of the generative methods: the Gaussian fitted to "
                         "the model's training codes (`cil-genreg fit-prior`), the standard "
@@ -160,7 +160,7 @@ def backend_refusal(args):
     None or int
     """
     try:
-        from ..forward import check_backend
+        from ..physics.forward import check_backend
         check_backend(args.backend, args.device)
     except DeviceUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)

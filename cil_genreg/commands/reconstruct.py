@@ -9,17 +9,17 @@ A 3D parallel-beam sinogram (``.npy`` of shape (slices, angles, pixels), or a 3D
 is reconstructed as a volume, slice-batched (2D TV per slice; the generative regularisers take
 all slices as one batch, coupled along z with ``--latent-coupling``). Under
 ``torchrun --nproc_per_node N -m cil_genreg.cli reconstruct ...`` the slices are split into N
-slabs, one per process (:mod:`cil_genreg.slabs`), and rank 0 writes the gathered volume.
+slabs, one per process (:mod:`cil_genreg.experiments.slabs`), and rank 0 writes the gathered volume.
 """
 import math
 import os
 
 import numpy as np
 
-from ..defaults import METHODS, lambda_grids
-from ..output_safety import check_output_file
+from ..utilities.defaults import METHODS, lambda_grids
+from ..utilities.output_safety import check_output_file
 from .options import add_latent_prior_option
-from ..validation import check_finite_array
+from ..utilities.validation import check_finite_array
 
 NAME = "reconstruct"
 HELP = "reconstruct an image from a sinogram by FBP, TV or a generative regulariser"
@@ -44,7 +44,7 @@ def add_parser(subparsers):
                    help="N equispaced angles over the geometry's span (instead of --angles)")
     p.add_argument("--geometry", default="parallel", choices=("parallel", "limited", "fan"),
                    help="with --angles-deg: parallel (180°), limited (90°) or fan (360°; the "
-                   "fan of `cil_genreg.forward.make_geometry`)")
+                   "fan of `cil_genreg.physics.forward.make_geometry`)")
     p.add_argument("--panel", type=int, help="detector pixels (default: the sinogram's width)")
     p.add_argument("--image-size", type=int,
                    help="image side in pixels (default: the model's, else panel/√2)")
@@ -82,7 +82,7 @@ def add_parser(subparsers):
 def read_sinogram(args):
     """The data as AcquisitionData, and its ImageGeometry, from the options."""
     from cil.framework import ImageGeometry
-    from .. import forward
+    from ..physics import forward
 
     path = args.data
     if not os.path.exists(path):
@@ -169,7 +169,7 @@ def _read_nexus(path):
                          "cil.io.NEXUSDataWriter, or pass a .npy sinogram.") from None
 
 
-#: the magnification of :func:`cil_genreg.forward.make_geometry`'s fan beam, (4 + 2) / 4
+#: the magnification of :func:`cil_genreg.physics.forward.make_geometry`'s fan beam, (4 + 2) / 4
 FAN_MAGNIFICATION = 1.5
 #: the largest |angle| of an ``--angles`` file taken as degrees without ``--angles-unit``.
 RADIAN_LIKE = 2 * math.pi + 1e-3
@@ -224,7 +224,7 @@ def check_model_size(args, size):
 def _model_side(args):
     """The image side of ``--model``, loaded once (kept as ``args._generator`` for the run)."""
     if getattr(args, "_generator", None) is None:
-        from ..methods import load_generator
+        from ..experiments.methods import load_generator
         args._generator = load_generator(args.model, args.latent_prior)
     return int(args._generator.image_shape[-1])
 
@@ -264,8 +264,10 @@ def write_image(image, path):
 
 
 def run(args):
-    from .. import distributed, forward, methods
-    from ..parameter_choice import discrepancy_principle
+    from ..utilities import distributed
+    from ..physics import forward
+    from ..experiments import methods
+    from ..experiments.parameter_choice import discrepancy_principle
 
     check_output_file(args.out, overwrite=args.overwrite, suffixes=IMAGE_SUFFIXES,
                       inputs=[args.data, args.angles, args.model])
@@ -331,7 +333,9 @@ def _run_volume(args, y, ig):
     """A 3D parallel-beam sinogram: slice-batched in one process, slab-parallel under torchrun."""
     from tqdm.auto import tqdm
 
-    from .. import distributed, methods, slabs
+    from ..utilities import distributed
+    from ..experiments import methods
+    from ..experiments import slabs
 
     if args.out.lower().endswith(".png"):
         raise ValueError("a volume cannot be written as PNG: use --out VOLUME.npy or .tif")

@@ -8,7 +8,7 @@ such as ``--n`` is read as torchrun's ``--nnodes`` (``--n-images`` is the unambi
 import shlex
 import sys
 
-from ..output_safety import check_output_file
+from ..utilities.output_safety import check_output_file
 
 NAME = "train"
 HELP = "train a generative model (vae, ae, gan) on a dataset"
@@ -63,7 +63,7 @@ def add_parser(subparsers):
 def run(args):
     import numpy as np
 
-    from .. import distributed
+    from ..utilities import distributed
     from ..latent import resolve_device
     from ..training import STATE_SUFFIX, train
     from ._data import load_data

@@ -1,5 +1,5 @@
 """The CIL Functions of cil_genreg: the three generative regularisers and latent least squares, and a slice-wise sum of 2D functions."""
-from .._cil import require_cil
+from ..utilities._cil import require_cil
 
 require_cil()
 from .generative_regulariser import GenerativeRegulariser

@@ -13,9 +13,9 @@ the latent solver, and writes results back into CIL containers.
 import torch
 from cil.optimisation.functions import Function
 
-from ..bridge import as_tensor, from_tensor
+from ..utilities.bridge import as_tensor, from_tensor
 from ..latent import LatentChain, LatentSolver, encode_mean
-from ..validation import check_image, check_non_negative, check_out, check_positive
+from ..utilities.validation import check_image, check_non_negative, check_out, check_positive
 
 
 class GenerativeRegulariser(Function):
@@ -82,7 +82,7 @@ class GenerativeRegulariser(Function):
         (:class:`~cil_genreg.latent.LatentChain`). 0 (default): slice by slice, independently.
     split_sum : callable, optional
         for a slab of a volume split over processes: ``split_sum([a, b]) -> [A, B]`` sums
-        numbers over the processes (e.g. :func:`cil_genreg.distributed.total`), so that
+        numbers over the processes (e.g. :func:`cil_genreg.utilities.distributed.total`), so that
         ``adaptive_tolerance`` follows the whole volume and every slab solves to the same tolerance
         as in one process. Every process must then call the regulariser equally often.
 

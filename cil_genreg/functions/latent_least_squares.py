@@ -2,10 +2,10 @@ r"""Least squares in latent space: the range method solved directly for :math:`z
 import numpy as np
 from cil.optimisation.functions import Function
 
-from ..bridge import as_tensor, from_tensor
-from ..generator_operator import GeneratorOperator
+from ..utilities.bridge import as_tensor, from_tensor
+from ..operators.generator_operator import GeneratorOperator
 from ..latent import jacobian_norm_squared
-from ..validation import check_non_negative
+from ..utilities.validation import check_non_negative
 
 
 class LatentLeastSquares(Function):

@@ -84,7 +84,7 @@ class PatchGenerativeRegulariser(Function):
     the conjugate, from :math:`R_G`'s by Moreau's identity: exact), or for soft in FISTA's
     smooth part as ``OperatorCompositionFunction(lam * R_G, PatchOperator(ig, p, stride))``,
     whose gradient is :math:`\sum_i P_i^T 2(P_i x - G(z_i^*))`
-    (:func:`cil_genreg.hybrid.hybrid_pdhg` builds the first).
+    (:func:`cil_genreg.algorithms.hybrid.hybrid_pdhg` builds the first).
 
     Parameters
     ----------

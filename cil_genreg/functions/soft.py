@@ -1,6 +1,6 @@
 r"""The soft generative regulariser: images close to the range of the generator."""
 from ..latent import NegatedInnerProduct, SquaredMisfit
-from ..validation import check_non_negative
+from ..utilities.validation import check_non_negative
 from .generative_regulariser import GenerativeRegulariser
 
 

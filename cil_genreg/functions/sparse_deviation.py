@@ -5,7 +5,7 @@ import numbers
 import torch
 
 from ..latent import HuberMisfit, NegatedInnerProduct
-from ..validation import check_non_negative
+from ..utilities.validation import check_non_negative
 from .generative_regulariser import GenerativeRegulariser
 
 

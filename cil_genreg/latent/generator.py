@@ -4,7 +4,7 @@ import copy
 
 import torch
 
-from ..validation import check_device
+from ..utilities.validation import check_device
 
 
 #: output pixels per batch from which ``threads="auto"`` keeps torch's thread count (all cores
@@ -12,7 +12,7 @@ from ..validation import check_device
 AUTO_THREADS_PIXELS = 16384
 
 #: a :class:`torch.device` from ``None`` (CPU), a name or a device, checked to exist
-#: (:func:`cil_genreg.validation.check_device`).
+#: (:func:`cil_genreg.utilities.validation.check_device`).
 resolve_device = check_device
 
 

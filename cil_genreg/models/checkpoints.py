@@ -26,7 +26,7 @@ import tempfile
 import torch
 
 from .architectures import ARCHITECTURES, INTENSITY_RANGE, build
-from ..validation import check_device
+from ..utilities.validation import check_device
 from .header import CheckpointError, check_config, checkpoint_path, read_header
 
 #: value of ``"format"`` in the metadata of every checkpoint this module writes.
@@ -200,7 +200,7 @@ def load(path, map_location="cpu"):
         when ``path`` is None, bytes or not a path.
     ValueError, RuntimeError
         for an unknown ``map_location``, or a GPU this machine does not have
-        (:func:`cil_genreg.validation.check_device`).
+        (:func:`cil_genreg.utilities.validation.check_device`).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file

@@ -36,7 +36,7 @@ Without the state file, ``resume`` continues from the weights in ``PATH`` (a fre
 said on stderr); a checkpoint already trained for ``epochs`` epochs is never rewritten.
 
 While it runs, a training holds ``PATH + ".lock"``
-(:class:`~cil_genreg.output_safety.OutputLock`): a second training into the same ``PATH`` is
+(:class:`~cil_genreg.utilities.output_safety.OutputLock`): a second training into the same ``PATH`` is
 refused. A loss or weights that turn NaN or Inf stop it with
 :class:`~.guards.TrainingDivergedError`; nothing non-finite is written (:mod:`.guards`).
 """

@@ -10,8 +10,8 @@ import sys
 
 import torch
 
-from ..output_safety import OutputLock, check_output_file
-from ..validation import UserError, check_int, check_non_negative, check_positive
+from ..utilities.output_safety import OutputLock, check_output_file
+from ..utilities.validation import UserError, check_int, check_non_negative, check_positive
 
 
 class TrainingDivergedError(UserError, RuntimeError):
@@ -20,7 +20,7 @@ class TrainingDivergedError(UserError, RuntimeError):
 
 
 def locked_checkpoint(function):
-    """Run ``function`` holding :class:`~cil_genreg.output_safety.OutputLock` on its
+    """Run ``function`` holding :class:`~cil_genreg.utilities.output_safety.OutputLock` on its
     ``checkpoint`` argument (a folder or a path under a file refused first), so that two
     trainings writing one checkpoint cannot both run.
 

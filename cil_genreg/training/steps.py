@@ -93,7 +93,7 @@ def ae_step(trainer, x, step):
 
 def _descend(trainer, per_image, x):
     """One Adam step on this rank's summed losses scaled by N/B (see
-    :func:`cil_genreg.distributed.loss_scale`: DDP's gradient average is then the gradient of
+    :func:`cil_genreg.utilities.distributed.loss_scale`: DDP's gradient average is then the gradient of
     the global batch's mean); returns this rank's mean loss."""
     loss = per_image.sum() * trainer.loss_scale
     trainer.opt.zero_grad(set_to_none=True)

@@ -3,7 +3,7 @@
 after each epoch; :func:`train` builds one from the options and runs it.
 
 **Many processes.** Under ``torchrun --nproc_per_node N`` (and ``--nnodes``) the VAE and AE
-train with DistributedDataParallel (:mod:`cil_genreg.distributed`: gloo on the CPU, nccl on
+train with DistributedDataParallel (:mod:`cil_genreg.utilities.distributed`: gloo on the CPU, nccl on
 GPUs), the WGAN-GP with the same all-reduce of the gradients done explicitly (DDP does not
 split its gradient penalty's double backward): every step's global batch of ``batch_size``
 images (the same seeded permutation on every rank) is dealt round-robin to the ranks, each
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .. import distributed
+from ..utilities import distributed
 from ..datasets._common import image_batch
 from ..latent import resolve_device
 from ..models import architectures as _arch
@@ -104,7 +104,7 @@ class Trainer:
     checkpoint : str, optional
         where :func:`.state.save_state` writes after each epoch.
     progress : bool
-    ctx : cil_genreg.distributed.Context, optional
+    ctx : cil_genreg.utilities.distributed.Context, optional
         this process's place under torchrun (default: a world of one).
     **options
         ``beta``, ``kl_warmup_epochs`` (VAE), ``n_critic``, ``gp_weight`` (WGAN-GP),
@@ -341,7 +341,7 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     FileExistsError
         when ``checkpoint`` exists without ``resume`` / ``overwrite``, or another training
         holds its lock (``checkpoint + ".lock"``, see
-        :class:`~cil_genreg.output_safety.OutputLock`).
+        :class:`~cil_genreg.utilities.output_safety.OutputLock`).
     TrainingDivergedError
         when the loss or the weights become NaN or Inf (nothing non-finite is written).
     """

@@ -2,7 +2,7 @@
 AE) or, for a generator without an encoder (a GAN), the latent-fit PSNR."""
 import torch
 
-from ..metrics import batch_psnr
+from ..utilities.metrics import batch_psnr
 
 
 def latent_fit_psnr(generator, data, n=32, steps=100):
@@ -23,7 +23,7 @@ def latent_fit_psnr(generator, data, n=32, steps=100):
     -------
     float
     """
-    from ..evaluation import latent_fit
+    from ..experiments.evaluation import latent_fit
     return float(latent_fit(generator, data[:n], steps=steps, progress=False)[2].mean())
 
 

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .latent import encode_mean, frozen
-from .latent.generator import own_copy
-from .datasets._common import image_batch
-from .metrics import batch_psnr
-from .models import VAE
+from ..latent import encode_mean, frozen
+from ..latent.generator import own_copy
+from ..datasets._common import image_batch
+from ..utilities.metrics import batch_psnr
+from ..models import VAE
 
 
 def _module_device(generator):

@@ -1,9 +1,9 @@
 """The names and default weights the command line needs before anything imports CIL: the
-forward problems, the reconstruction methods and their λ table (:mod:`cil_genreg.methods` runs
-them; :mod:`cil_genreg.forward` builds the problems). Torch- and CIL-free, so that the
+forward problems, the reconstruction methods and their λ table (:mod:`cil_genreg.experiments.methods` runs
+them; :mod:`cil_genreg.physics.forward` builds the problems). Torch- and CIL-free, so that the
 ``cil-genreg`` parser, and ``cil-genreg train`` with it, work in an environment without CIL."""
 
-#: the forward problems of :func:`cil_genreg.forward.geometry`: parallel beam over 180°,
+#: the forward problems of :func:`cil_genreg.physics.forward.geometry`: parallel beam over 180°,
 #: limited angle, fan beam over 360°
 GEOMETRIES = ("parallel", "limited", "fan")
 METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")

@@ -24,9 +24,9 @@ from cil.optimisation.functions import (BlockFunction, IndicatorBox, L2NormSquar
                                         MixedL21Norm, ZeroFunction)
 from cil.optimisation.operators import BlockOperator, GradientOperator, IdentityOperator
 
-from .functions import (GenerativeRegulariser, PatchGenerativeRegulariser,
+from ..functions import (GenerativeRegulariser, PatchGenerativeRegulariser,
                         SoftGenerativeRegulariser)
-from .functions.patch import patch_prior_for
+from ..functions.patch import patch_prior_for
 
 
 def _check_weight(name, value):

@@ -9,7 +9,7 @@ image (or from its encoding, for the latent range method):
 * ``latent``: the range method in latent space, :math:`\min_z \|A G(z) - y\|^2 + \lambda\|z\|^2`
   (``LatentLeastSquares``), image :math:`G(z)`.
 
-``fbp`` (the initial reconstruction, :func:`cil_genreg.forward.initial_reconstruction`) is
+``fbp`` (the initial reconstruction, :func:`cil_genreg.physics.forward.initial_reconstruction`) is
 listed with them for the comparisons and the command line.
 
 A generator of smaller images than the reconstruction regularises it whole when it is fully
@@ -18,15 +18,15 @@ the moving tiles of a :class:`~cil_genreg.PatchGenerativeRegulariser`.
 """
 import warnings
 
-from ._cil import require_cil
+from ..utilities._cil import require_cil
 
 require_cil()
-from .functions import (LatentLeastSquares, RangeGenerativeRegulariser, SliceWiseFunction,
+from ..functions import (LatentLeastSquares, RangeGenerativeRegulariser, SliceWiseFunction,
                         SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser)
-from .functions.patch import patch_prior_for
-from .algorithms import LatentLBFGS
-from .validation import check_positive
-from .defaults import (ALL_METHODS, EXTRA_METHODS, HYBRID_TV_FRACTION, LABELS,  # noqa: F401
+from ..functions.patch import patch_prior_for
+from ..algorithms import LatentLBFGS
+from ..utilities.validation import check_positive
+from ..utilities.defaults import (ALL_METHODS, EXTRA_METHODS, HYBRID_TV_FRACTION, LABELS,  # noqa: F401
                        LAMBDAS, METHODS, MU, lambda_grids)
 
 #: the ``latent_prior`` choices of :func:`load_generator`
@@ -54,7 +54,7 @@ def load_generator(name_or_path, latent_prior="auto"):
     ValueError
         for an unknown ``latent_prior``, or "fitted" for a model without a prior.
     """
-    from . import models
+    from .. import models
     if latent_prior not in LATENT_PRIORS:
         raise ValueError(f"latent_prior must be one of {LATENT_PRIORS}, got {latent_prior!r}")
     if name_or_path in models.available_pretrained():
@@ -86,7 +86,7 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     callbacks : list, CIL callbacks (e.g. a progress bar).
     tv_per_slice : bool, for a volume: 2D TV of each slice instead of 3D TV.
     lam_tv : float, the TV weight of "hybrid" (``lam`` is its generative weight; see
-        :func:`cil_genreg.hybrid.hybrid_fista`).
+        :func:`cil_genreg.algorithms.hybrid.hybrid_fista`).
 
     A generator of images of another size than the reconstruction (a patch model) is used at
     the reconstruction's size when it is fully convolutional (:func:`generator_for`), else it
@@ -104,7 +104,7 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     if generator is not None:
         generator = generator_for(generator, ig)
     if method == "hybrid":
-        from .hybrid import hybrid_fista
+        from ..algorithms.hybrid import hybrid_fista
         return hybrid_fista(A, y, lam_tv, lam, generator, x0=x0, iterations=iterations,
                             mu=MU["hybrid"] if mu is None else mu, callbacks=callbacks,
                             **solver_options)
@@ -151,7 +151,7 @@ def generator_for(generator, geometry):
     -------
     torch.nn.Module
     """
-    from .models import WhitenedGenerator, at_size
+    from ..models import WhitenedGenerator, at_size
     shape = tuple(geometry.shape[-2:])
     made = tuple(getattr(generator, "image_shape", shape))
     if isinstance(generator, WhitenedGenerator) and made != shape and \

@@ -7,7 +7,7 @@ A parallel beam maps slice :math:`k` of the volume to detector row :math:`k` onl
 (2D TV per slice, the generative regularisers with ``latent_coupling = 0``) splits exactly:
 each rank solves its own slab's problem. With the latent chain (``latent_coupling > 0``) the
 slabs share the pair of latents across each slab edge: after every outer iteration each rank
-sends its edge latents to its neighbours (:func:`cil_genreg.distributed.exchange_boundaries`)
+sends its edge latents to its neighbours (:func:`cil_genreg.utilities.distributed.exchange_boundaries`)
 and uses theirs, fixed, as the boundary of its next latent step (a block-Jacobi split of the
 chain; at a fixed point it is the whole volume's chain). A cone beam mixes slices along its
 rays and does not split: it is refused.
@@ -16,7 +16,7 @@ import functools
 
 import numpy as np
 
-from . import distributed
+from ..utilities import distributed
 
 
 def _labels(geometry):
@@ -85,7 +85,7 @@ class BoundaryExchange:
 
     Parameters
     ----------
-    ctx : cil_genreg.distributed.Context
+    ctx : cil_genreg.utilities.distributed.Context
     regulariser : GenerativeRegulariser, optional
         default: the algorithm's ``g`` (unwrapping ``lam * R``).
     """
@@ -112,14 +112,14 @@ def reconstruct_slab(method, data, ig, lam, generator=None, ctx=None, x0=None, i
     ----------
     method : str
         "fbp", "tv" (2D TV per slice) or a generative method of
-        :func:`cil_genreg.methods.reconstruct` ("soft", "range", "sparse").
+        :func:`cil_genreg.experiments.methods.reconstruct` ("soft", "range", "sparse").
     data : AcquisitionData
         the whole volume's 3D parallel-beam data (every rank reads it; each uses its slab).
     ig : ImageGeometry
         the whole volume.
     lam : float
     generator : torch.nn.Module, optional
-    ctx : cil_genreg.distributed.Context, optional
+    ctx : cil_genreg.utilities.distributed.Context, optional
         default: a world of one (the whole volume, slice-batched).
     iterations : int
         FISTA iterations (the same on every rank).
@@ -139,7 +139,8 @@ def reconstruct_slab(method, data, ig, lam, generator=None, ctx=None, x0=None, i
         the volume (slices, H, W) on rank 0 (None elsewhere), and :math:`\\|Ax - y\\|` of the
         whole volume (on every rank).
     """
-    from . import forward, methods
+    from ..physics import forward
+    from . import methods
 
     ctx = ctx or distributed.Context()
     if latent_coupling and method not in ("soft", "range", "sparse"):

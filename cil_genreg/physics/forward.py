@@ -3,16 +3,16 @@ beam; 3D parallel-beam volumes), the CIL projector of a backend (ASTRA or TIGRE)
 Gaussian noise on the data, and the initial reconstruction (FBP, or CGLS where the backend has
 no FBP for the geometry).
 """
-from ._cil import require_cil
+from ..utilities._cil import require_cil
 
 require_cil()
 import math
 
 import numpy as np
 
-from .operators import SliceWiseOperator
-from .validation import DeviceUnavailableError
-from .defaults import GEOMETRIES
+from ..operators import SliceWiseOperator
+from ..utilities.validation import DeviceUnavailableError
+from ..utilities.defaults import GEOMETRIES
 
 
 

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from .defaults import ALL_METHODS, LABELS
-from .metrics import psnr
+from ..utilities.defaults import ALL_METHODS, LABELS
+from ..utilities.metrics import psnr
 
 #: how the figures name each forward problem
 GEOMETRY_TITLES = {"parallel": "parallel beam (180°)", "limited": "limited angle (90°)",

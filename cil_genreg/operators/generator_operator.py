@@ -1,13 +1,13 @@
 r"""The generator as a (nonlinear) CIL Operator from latent space to image space."""
-from ._cil import require_cil
+from ..utilities._cil import require_cil
 
 require_cil()
 import torch
 from cil.framework import ImageGeometry, VectorGeometry
 from cil.optimisation.operators import Operator
 
-from .bridge import as_tensor, from_tensor
-from .latent import GeneratorAdapter, encode_mean
+from ..utilities.bridge import as_tensor, from_tensor
+from ..latent import GeneratorAdapter, encode_mean
 
 
 class GeneratorOperator(Operator):

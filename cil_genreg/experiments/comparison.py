@@ -7,12 +7,12 @@ import os
 
 import numpy as np
 
-from .datasets import held_out_digits
-from .forward import add_noise, initial_reconstruction, make_geometry, make_projector
+from ..datasets import held_out_digits
+from ..physics.forward import add_noise, initial_reconstruction, make_geometry, make_projector
 from .methods import (ALL_METHODS, HYBRID_TV_FRACTION, METHODS, MU, lambda_grids,
                       load_generator, reconstruct)
-from .metrics import psnr, ssim
-from .output_safety import check_output_files
+from ..utilities.metrics import psnr, ssim
+from ..utilities.output_safety import check_output_files
 from .parameter_choice import discrepancy_principle
 from .reports import GEOMETRY_TITLES, comparison_figure, format_table, save_results
 
@@ -179,7 +179,7 @@ def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05
     """The comparison on held-out MNIST digits, for each geometry and angle count:
     tables (``mnist_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in
     ``out``; the tables and soft's margin over TV are printed. Returns the summary rows.
-    ``latent_prior``: see :func:`cil_genreg.methods.load_generator`."""
+    ``latent_prior``: see :func:`cil_genreg.experiments.methods.load_generator`."""
     return run_comparison(held_out_digits(n, seed), load_generator(model, latent_prior), "mnist",
                           angles=angles, geometries=geometries, noise=noise,
                           iterations=iterations, methods=methods, lambdas=lambdas, out=out,
