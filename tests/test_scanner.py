@@ -116,7 +116,7 @@ def test_limited_span_and_degrees():
     assert custom.data.shape == (3, 47)  # the package's panel: smallest odd >= sqrt(2) * 32
 
 
-@pytest.mark.parametrize("I0", [0, -1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("I0", [0, -1.0, float("nan"), float("inf"), True, "1e4"])
 def test_refuses_a_bad_dose(I0):
     with pytest.raises(ValueError, match="I0"):
         ScannerSettings(I0=I0)

@@ -79,8 +79,8 @@ class ScannerSettings:
     def __post_init__(self):
         for name in ("I0", "mu_water", "pixel_mm", "zero_counts"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
-                    or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                    or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         if isinstance(self.upsample, bool) or not isinstance(self.upsample, (int, np.integer)) \
                 or self.upsample < 1:
