@@ -8,7 +8,8 @@ import os
 import numpy as np
 
 from ..datasets import held_out_digits
-from ..physics.forward import add_noise, initial_reconstruction, make_geometry, make_projector
+from ..physics.forward import initial_reconstruction, make_geometry, make_projector
+from ..physics.measurement import GaussianMeasurement
 from .methods import (ALL_METHODS, HYBRID_TV_FRACTION, METHODS, MU, lambda_grids,
                       load_generator, reconstruct)
 from ..utilities.metrics import psnr, ssim
@@ -28,7 +29,7 @@ REGULARISERS = ("soft", "sparse", "range", "hybrid")
 def compare(images, generator, angles=10, geometry="parallel", noise=0.05, methods=METHODS,
             lambdas=None, iterations=100, backend="astra", device="cpu", seed=0,
             progress=True, mu=None, tv_per_slice=False, start_from="tv", limited_span=90,
-            regulariser_options=None):
+            regulariser_options=None, measurement=None, size=None):
     """Reconstruct each image by each method over its λ grid; keep, per method, the λ of the
     discrepancy principle and the best λ against the ground truth.
 
@@ -40,6 +41,11 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     methods; its encoding for the latent method) or "fbp" (the initial reconstruction);
     docs/results.md compares the two starts. ``regulariser_options``: keyword arguments of the
     generative regularisers (soft, sparse, range, hybrid), e.g. ``{"max_iteration": 3}``.
+    ``measurement``: how a truth becomes data (:mod:`cil_genreg.physics.measurement`): default
+    :class:`~cil_genreg.physics.measurement.GaussianMeasurement` of level ``noise`` (the inverse
+    crime); a :class:`~cil_genreg.physics.measurement.ScannerMeasurement` takes native images
+    (e.g. 512²) and reconstructs them at ``size`` (e.g. 128), scored against the truth's block
+    mean at that size.
 
     Returns
     -------
@@ -56,7 +62,12 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     methods = sorted(methods, key=lambda m: order.get(m, 99))  # fbp, tv first
     rng = np.random.default_rng(seed)
     images = np.asarray(images)
-    size = images.shape[-1]
+    measurement = measurement or GaussianMeasurement(noise)
+    size = int(size or images.shape[-1])
+    if measurement.native_size(size) != images.shape[-1]:
+        raise ValueError(f"{measurement.describe()} needs images of side "
+                         f"{measurement.native_size(size)} for a {size}² reconstruction, got "
+                         f"{images.shape[-1]}")
     ig, ag = make_geometry(size, angles, geometry,
                            slices=images.shape[1] if images.ndim == 4 else None,
                            limited_span=limited_span)
@@ -71,9 +82,8 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
                "start_from": start_from, "generator_options": gen_opts,
                "regulariser_options": dict(regulariser_options or {})}
     for k, image in enumerate(images):
-        truth = ig.allocate(None)
-        truth.fill(np.asarray(image, dtype=np.float32))
-        y, sigma = add_noise(A.direct(truth), noise, rng)
+        measured = measurement.measure(image, A, rng)
+        y, sigma, truth = measured.data, measured.sigma, measured.truth
         x0, x0_label = initial_reconstruction(A, y, backend, device)
         recons, found = _each_method(A, y, sigma, x0, truth, generator, methods, lambdas,
                                      options, bar.update)
@@ -194,28 +204,32 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
                    noise=0.05, iterations=100, methods=METHODS, lambdas=None, out="outputs",
                    backend="astra", device="cpu", seed=0, progress=True, echo=print,
                    meta=None, targets=None, title=None, mu=None, start_from="tv",
-                   overwrite=False, limited_span=90, regulariser_options=None):
+                   overwrite=False, limited_span=90, regulariser_options=None,
+                   measurement=None, size=None):
     """:func:`compare` for each geometry and angle count, with the outputs: tables
     (``NAME_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in ``out``;
     the tables and soft's margin over TV are printed (``targets``: angles → dB soft should
-    beat TV by, in parallel beam). Existing outputs of the same name in ``out`` are refused,
+    beat TV by, in parallel beam); ``measurement`` and ``size``: see :func:`compare`. Existing
+    outputs of the same name in ``out`` are refused,
     before anything runs, unless ``overwrite``. Returns the summary rows."""
     check_output_files(out, output_names(name, geometries, angles) + ["summary.json"],
                        overwrite=overwrite)
     summary = []
     label = title or name
+    measurement = measurement or GaussianMeasurement(noise)
     for geometry in geometries:
         for count in angles:
             results = compare(images, generator, angles=count, geometry=geometry, noise=noise,
                               methods=methods, lambdas=lambdas, iterations=iterations,
                               backend=backend, device=device, seed=seed, progress=progress,
                               mu=mu, start_from=start_from, limited_span=limited_span,
-                              regulariser_options=regulariser_options)
+                              regulariser_options=regulariser_options,
+                              measurement=measurement, size=size)
             stem = f"{name}_{geometry}_{count}"
             save_results(results, out, stem)
             where = GEOMETRY_TITLES.get(geometry, geometry).replace("90°", f"{limited_span:g}°")
             comparison_figure(results["examples"], os.path.join(out, stem + ".png"),
-                              f"{label}, {where}, {count} angles, {100 * noise:g}% noise")
+                              f"{label}, {where}, {count} angles, {measurement.describe()}")
             echo(f"\n{len(images)} held-out {label} images, {geometry}, {count} angles:")
             echo(format_table(results["summary"]))
             margin = soft_over_tv(results["summary"])
@@ -230,6 +244,7 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(dict(meta or {}, n=len(images), noise=noise, iterations=iterations, seed=seed,
+                       data=measurement.describe(),
                        summary=summary), f, indent=1)
     echo(f"\ntables, figures and summary.json written to {out}")
     return summary

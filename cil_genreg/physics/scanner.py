@@ -130,52 +130,6 @@ class Scan:
         return ProjectionOperator(self.truth.geometry, self.data.geometry, device="cpu")
 
 
-def _angles(angles, geometry, limited_span):
-    if geometry not in ("parallel", "limited"):
-        raise ValueError(f"geometry must be 'parallel' or 'limited' (a parallel-beam scanner), "
-                         f"got {geometry!r}")
-    if np.ndim(angles) == 0:
-        if isinstance(angles, bool) or int(angles) != angles or angles < 1:
-            raise ValueError(f"angles must be a count >= 1 or an array of degrees, got {angles!r}")
-        span = 180 if geometry == "parallel" else limited_span
-        return np.linspace(0, span, int(angles), endpoint=False)
-    out = np.asarray(angles, dtype=float).ravel()
-    if out.size == 0 or not np.all(np.isfinite(out)):
-        raise ValueError("angles must be a non-empty array of finite degrees")
-    return out
-
-
-def scan_geometry(size, angles, geometry="parallel", panel=None, limited_span=90):
-    r"""The reconstruction's geometries, with the conventions of the package's forward
-    problems: an :math:`n \times n` image of unit pixels, a parallel beam, ``panel`` unit bins.
-
-    Parameters
-    ----------
-    size : int
-        the reconstruction's side :math:`n`.
-    angles : int or array_like
-        a number of angles over 180° (``parallel``) or over ``limited_span`` (``limited``),
-        or the angles themselves, in degrees.
-    geometry : str
-        ``'parallel'`` or ``'limited'``.
-    panel : int, optional
-        detector bins; default the smallest odd number :math:`\ge \sqrt2 n`.
-    limited_span : float
-        the angular range of ``limited``, degrees.
-
-    Returns
-    -------
-    (ImageGeometry, AcquisitionGeometry)
-        the reconstruction's image and acquisition geometries.
-    """
-    from cil.framework import AcquisitionGeometry, ImageGeometry
-    degrees = _angles(angles, geometry, limited_span)
-    panel = int(panel or (math.ceil(math.sqrt(2) * size) | 1))
-    ig = ImageGeometry(voxel_num_x=int(size), voxel_num_y=int(size))
-    ag = AcquisitionGeometry.create_Parallel2D().set_angles(degrees).set_panel(panel)
-    return ig, ag
-
-
 def check_truth(truth, size):
     """The truth as a float64 array, refused unless 2D, square, finite, non-negative and of a
     side that is a multiple of ``size``; values above 1 (denser than +1000 HU: bone beyond the
@@ -260,7 +214,7 @@ def sub_ray_line_integrals(truth, ag, size, settings=None):
     truth : numpy.ndarray
         the native :math:`N \times N` truth in [0, 1] units (:math:`\mu = 2 \mu_w x`).
     ag : AcquisitionGeometry
-        the reconstruction's 2D parallel-beam geometry (:func:`scan_geometry`), in units of
+        the reconstruction's 2D parallel-beam geometry (:func:`~cil_genreg.physics.forward.make_geometry`), in units of
         its pixel, :math:`c = h N / n` mm.
     size : int
         the reconstruction's side :math:`n`.
@@ -288,26 +242,20 @@ def sub_ray_line_integrals(truth, ag, size, settings=None):
     return p.astype(float).reshape(len(ag.angles), bins, u)
 
 
-def simulate_scan(truth, angles, size, geometry="parallel", panel=None, limited_span=90,
-                  settings=None, rng=None):
-    r"""Simulate a parallel-beam CT scan of a native-resolution truth, Poisson noise on
-    Beer–Lambert counts, reconstructed on an :math:`n \times n` grid (the module's maths).
+def scan(truth, ag, size, settings=None, rng=None):
+    r"""Simulate the scan of a native-resolution truth for the reconstruction geometry ``ag``
+    (an :math:`n \times n` image of unit pixels, a 2D parallel beam): the module's maths.
 
     Parameters
     ----------
     truth : array_like or ImageData
         the :math:`N \times N` truth in [0, 1] units at ``settings.pixel_mm`` mm a pixel;
         :math:`N` a multiple of ``size``.
-    angles : int or array_like
-        a number of angles (over 180°, or ``limited_span`` for ``limited``) or degrees.
+    ag : AcquisitionGeometry
+        the reconstruction's 2D parallel-beam geometry, in units of its pixel
+        (:func:`cil_genreg.physics.forward.make_geometry`).
     size : int
         the reconstruction's side :math:`n`.
-    geometry : str
-        ``'parallel'`` or ``'limited'``.
-    panel : int, optional
-        the reconstruction's detector bins (default the smallest odd :math:`\ge \sqrt2 n`).
-    limited_span : float
-        the angular range of ``limited``, degrees.
     settings : ScannerSettings, optional
         dose, units and sampling (default :class:`ScannerSettings`\ ()).
     rng : int or numpy.random.Generator, optional
@@ -316,20 +264,15 @@ def simulate_scan(truth, angles, size, geometry="parallel", panel=None, limited_
     Returns
     -------
     Scan
-        the data :math:`y` (reconstruction geometry), the block-mean truth, the counts, the
-        expected transmission, the settings and the scale :math:`2 \mu_w c`.
-
-    Examples
-    --------
-    A LoDoPaB-like low-dose scan of a 512² truth at 0.7 mm, reconstructed at 128²:
-
-    >>> low = ScannerSettings(I0=LOW_DOSE)
-    >>> scan = simulate_scan(truth512, 30, 128, settings=low, rng=0)  # doctest: +SKIP
-    >>> y, truth128, A = scan.data, scan.truth, scan.projector()  # doctest: +SKIP
+        the data :math:`y` (on ``ag``), the block-mean truth, the counts, the expected
+        transmission, the settings and the scale :math:`2 \mu_w c`.
     """
+    from cil.framework import ImageGeometry
     settings = settings or ScannerSettings()
     x = check_truth(truth, size)
-    ig, ag = scan_geometry(size, angles, geometry, panel, limited_span)
+    if ag.geom_type != "parallel" or ag.dimension != "2D":
+        raise ValueError(f"the scanner simulates a 2D parallel beam, got a {ag.dimension} "
+                         f"{ag.geom_type} geometry: use geometry 'parallel' or 'limited'")
     N, n = x.shape[0], int(size)
     t = np.exp(-sub_ray_line_integrals(x, ag, n, settings)).mean(axis=2)
     transmission = ag.allocate(None)
@@ -342,7 +285,59 @@ def simulate_scan(truth, angles, size, geometry="parallel", panel=None, limited_
     scale = 2 * settings.mu_water * settings.pixel_mm * N / n
     data = counts_to_line_integrals(counts, settings.I0, settings.zero_counts)
     data /= scale
-    reference = ig.allocate(None)
+    reference = ImageGeometry(voxel_num_x=n, voxel_num_y=n).allocate(None)
     reference.fill(x.reshape(n, N // n, n, N // n).mean(axis=(1, 3)).astype(np.float32))
     return Scan(data=data, truth=reference, counts=counts, transmission=transmission,
                 settings=settings, scale=scale)
+
+
+def simulate_scan(truth, angles, size, geometry="parallel", panel=None, limited_span=90,
+                  settings=None, rng=None):
+    r"""Simulate a parallel-beam CT scan of a native-resolution truth on the geometry of
+    :func:`cil_genreg.physics.forward.make_geometry` (:func:`scan` does the work).
+
+    Parameters
+    ----------
+    truth : array_like or ImageData
+        the :math:`N \times N` truth in [0, 1] units at ``settings.pixel_mm`` mm a pixel.
+    angles : int or array_like
+        the number of angles (over 180°, or ``limited_span`` for ``limited``), or the angles
+        themselves in degrees.
+    size : int
+        the reconstruction's side :math:`n`.
+    geometry : str
+        ``'parallel'`` or ``'limited'``.
+    panel : int, optional
+        the reconstruction's detector bins (default the smallest odd :math:`\ge \sqrt2 n`).
+    limited_span : float
+        the angular range of ``limited``, degrees.
+    settings : ScannerSettings, optional
+    rng : int or numpy.random.Generator, optional
+
+    Returns
+    -------
+    Scan
+
+    Examples
+    --------
+    A LoDoPaB-like low-dose scan of a 512² truth at 0.7 mm, reconstructed at 128²:
+
+    >>> low = ScannerSettings(I0=LOW_DOSE)
+    >>> scan_ = simulate_scan(truth512, 30, 128, settings=low, rng=0)  # doctest: +SKIP
+    >>> y, truth128, A = scan_.data, scan_.truth, scan_.projector()  # doctest: +SKIP
+    """
+    from .forward import make_geometry
+    if geometry not in ("parallel", "limited"):
+        raise ValueError(f"geometry must be 'parallel' or 'limited' (a parallel-beam scanner), "
+                         f"got {geometry!r}")
+    degrees = None if np.ndim(angles) == 0 else np.asarray(angles, dtype=float).ravel()
+    if degrees is not None and (degrees.size == 0 or not np.all(np.isfinite(degrees))):
+        raise ValueError("angles must be a count >= 1 or a non-empty array of finite degrees")
+    count = angles if degrees is None else degrees.size
+    if isinstance(count, bool) or int(count) != count or count < 1:
+        raise ValueError(f"angles must be a count >= 1 or an array of degrees, got {angles!r}")
+    _, ag = make_geometry(int(size), int(count), geometry, panel=panel,
+                          limited_span=limited_span)
+    if degrees is not None:
+        ag.set_angles(degrees)
+    return scan(truth, ag, size, settings, rng)
