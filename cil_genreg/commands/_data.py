@@ -1,7 +1,11 @@
-"""``--data`` for the command line: a dataset name or a path, resolved to an image array."""
+"""``--data`` for the command line: a dataset name or a path, resolved to an image array; and
+the reading of a user's ``.npy`` / ``.npz`` files, checked before any data is read."""
 import os
+import zipfile
 
 import numpy as np
+
+from ..utilities.validation import InputError, InputTypeError, real_array
 
 NAMES = ("mnist", "shapes", "ellipses", "ct-chest", "ct-head")
 
@@ -48,12 +52,10 @@ def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None, a
         raise FileNotFoundError(f"--data {spec!r} is neither one of {list(NAMES)} nor an "
                                 "existing file or folder.")
     low = spec.lower()
-    if low.endswith(".npy"):
-        images = datasets.as_images(np.load(spec))
-    elif low.endswith(".npz"):
-        with np.load(spec) as z:
-            key = "images" if "images" in z else list(z.keys())[0]
-            images = datasets.as_images(z[key])
+    if low.endswith((".npy", ".npz")):
+        what = f"--data {spec!r}"
+        array = load_npz(spec, what) if low.endswith(".npz") else load_npy(spec, what)
+        images = datasets.as_images(array, what)
     elif low.endswith((".h5", ".hdf5")) or (os.path.isdir(spec) and any(
             f.endswith(".h5") for f in os.listdir(spec))):
         images = datasets.fastmri_knee(spec, size=size or 128)
@@ -69,3 +71,126 @@ def _subset(images, n, seed):
         return images
     pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:int(n)])
     return images[pick]
+
+
+#: the first bytes of a ``.npy`` file
+NPY_MAGIC = b"\x93NUMPY"
+#: the errors numpy raises for a file it cannot read
+READ_ERRORS = (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile)
+
+
+def _not_npy(start, what):
+    """Why a file without the ``.npy`` magic is not one, from its first bytes."""
+    if not start:
+        return f"{what} is empty (0 bytes): write the array again with numpy.save."
+    if start.startswith(b"PK"):
+        return (f"{what} is an .npz archive (numpy.savez) named .npy: rename it to .npz where "
+                ".npz is accepted, or save the one array with numpy.save.")
+    if start[:1] == b"\x80":
+        return (f"{what} holds pickled Python data, which is never loaded (loading it could run "
+                "code): save the array with numpy.save.")
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in start):
+        return (f"{what} is a text file, not a .npy array (it starts {start[:20].decode()!r}): "
+                "save the values with numpy.save (or, where text is accepted, name it .txt).")
+    return f"{what} is not a .npy file (no NumPy header): save the array with numpy.save."
+
+
+def load_npy(path, what):
+    """The array of a ``.npy`` file, its header checked before any data is read.
+
+    Parameters
+    ----------
+    path : str
+    what : str
+        how to call the file in messages (e.g. ``"--data 'sino.npy'"``).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    InputError
+        for an empty, text, pickled or zipped file, a header declaring more data than the
+        file holds (a huge shape is never allocated), or an unreadable file.
+    InputTypeError
+        for an array of Python objects.
+    """
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        start = f.read(64)
+        if not start.startswith(NPY_MAGIC):
+            raise InputError(_not_npy(start, what))
+        f.seek(0)
+        try:
+            version = fmt.read_magic(f)
+            read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+            shape, _, dtype = read.get(version, fmt.read_array_header_2_0)(f)
+        except READ_ERRORS as err:
+            raise InputError(f"{what} has a damaged .npy header ({type(err).__name__}: "
+                             f"{err}): write the array again with numpy.save.") from None
+        data = os.fstat(f.fileno()).st_size - f.tell()
+    if dtype.hasobject:
+        raise InputTypeError(f"{what} holds Python objects (pickled data), which are never "
+                             "loaded (loading them could run code): save a numeric array.")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > data:
+        raise InputError(f"{what} declares shape {shape} ({need:,} bytes of {dtype}) but holds "
+                         f"{data:,} bytes: it is truncated or damaged; write it again with "
+                         "numpy.save.")
+    try:
+        return np.load(path, allow_pickle=False)
+    except READ_ERRORS as err:
+        raise InputError(f"{what} is not a readable .npy array ({type(err).__name__}: "
+                         f"{err}).") from None
+
+
+def load_npz(path, what):
+    """The array ``images`` (else the first) of an ``.npz`` archive, a clear error for a
+    damaged archive, a pickled member or one too large for memory."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            if not keys:
+                raise InputError(f"{what} is an empty .npz archive: it holds no array.")
+            return z["images" if "images" in keys else keys[0]]
+    except READ_ERRORS as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(f"{what} is not a readable .npz archive of numeric arrays "
+                         f"({type(err).__name__}: {err}): save it with numpy.savez.") from None
+
+
+def load_array(path, what):
+    """An array from ``.npy`` (header checked first) or ``.txt``, a clear error for an
+    unreadable file."""
+    if not path.lower().endswith(".txt"):
+        return load_npy(path, f"{what} {path!r}")
+    try:
+        return np.loadtxt(path, ndmin=1)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{what} {path!r} is not a readable text array of numbers "
+                         f"({type(err).__name__}: {err}).") from None
+
+
+#: the axes of a 2D / 3D sinogram, for messages
+AXES = ("slices", "angles", "detector pixels")
+
+
+def load_sinogram(path, args):
+    """``reconstruct --data``'s ``.npy`` sinogram as float32 (angles, pixels) or (slices,
+    angles, pixels): real, finite values, no empty axis; a single-slice stack is taken as its
+    2D slice (and its image written as a one-slice volume, ``args._single_slice``)."""
+    what = f"--data {path!r}"
+    sino = load_array(path, "--data")
+    if sino.ndim not in (2, 3):
+        raise ValueError(f"{what}: the sinogram must be 2D (angles × detector pixels) or 3D "
+                         "(slices × angles × detector pixels, parallel beam), got shape "
+                         f"{sino.shape}.")
+    for axis, n in zip(AXES[3 - sino.ndim:], sino.shape):
+        if n == 0:
+            raise ValueError(f"{what} has shape {sino.shape}: it has no {axis}; save the "
+                             "sinogram with its data (angles × detector pixels).")
+    sino = real_array(sino, what)
+    args._single_slice = sino.ndim == 3 and sino.shape[0] == 1
+    return sino[0] if args._single_slice else sino

@@ -19,7 +19,8 @@ import numpy as np
 from ..utilities.defaults import METHODS, lambda_grids
 from ..utilities.output_safety import check_output_file
 from .options import add_latent_prior_option
-from ..utilities.validation import check_finite_array
+from ..utilities.validation import check_angles, check_finite_array
+from ._data import load_array, load_sinogram
 
 NAME = "reconstruct"
 HELP = "reconstruct an image from a sinogram by FBP, TV or a generative regulariser"
@@ -87,12 +88,19 @@ def read_sinogram(args):
     path = args.data
     if not os.path.exists(path):
         raise FileNotFoundError(f"--data {path!r} does not exist.")
+    if args.angles is not None and args.angles_deg is not None:
+        raise ValueError("--angles FILE and --angles-deg N both give the angles: keep one "
+                         "(--angles for the measured angles, --angles-deg for N equispaced).")
     if path.lower().endswith((".nxs", ".nx", ".nexus")):
         data = _read_nexus(path)
         ag = data.geometry
         if ag is None or not hasattr(ag, "geom_type"):
             raise ValueError(f"{path!r} holds no AcquisitionData (an acquisition geometry).")
+        if args.angles is not None or args.angles_deg is not None:
+            raise ValueError(f"--data {path!r} is a NeXus file with its own angles: leave out "
+                             "--angles / --angles-deg.")
         check_finite_array(data, f"--data {path!r}")
+        check_angles(ag.angles, f"the angles of --data {path!r}", ag.config.angles.angle_unit)
         size = args.image_size or _default_size(args, ag.pixel_num_h)
         check_model_size(args, size)
         if ag.dimension == "3D":
@@ -106,12 +114,7 @@ def read_sinogram(args):
         return data, ImageGeometry(voxel_num_x=size, voxel_num_y=size)
     if not path.lower().endswith(".npy"):
         raise ValueError(f"--data must be a .npy sinogram or a CIL NeXus .nxs file, got {path!r}")
-    sino = _load_array(path, "--data")
-    check_finite_array(sino, f"--data {path!r}")
-    sino = sino.astype(np.float32)
-    if sino.ndim not in (2, 3):
-        raise ValueError(f"the sinogram must be 2D (angles × detector pixels) or 3D (slices × "
-                         f"angles × detector pixels, parallel beam), got shape {sino.shape}.")
+    sino = load_sinogram(path, args)
     slices = sino.shape[0] if sino.ndim == 3 else None
     if slices is not None and args.geometry == "fan":
         raise ValueError("a 3D sinogram is taken as a parallel beam (--geometry parallel or "
@@ -148,16 +151,6 @@ def read_sinogram(args):
     return data, ig
 
 
-def _load_array(path, what):
-    """An array from ``.npy`` (or text for ``.txt``), a clear error for an unreadable file."""
-    try:
-        return np.loadtxt(path, ndmin=1) if path.lower().endswith(".txt") else np.load(path)
-    except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{what} {path!r} is not a readable "
-                         f"{'text' if path.lower().endswith('.txt') else '.npy'} array "
-                         f"({type(err).__name__}: {err}).") from None
-
-
 def _read_nexus(path):
     """AcquisitionData from a CIL NeXus file; a clear error for a corrupt or foreign file."""
     from cil.io import NEXUSDataReader
@@ -182,13 +175,10 @@ def read_angles(path, unit=None):
     Raises
     ------
     ValueError
-        for an unreadable file, NaN/Inf angles, or radian-like angles without ``unit``.
+        for an unreadable file, no angles, NaN/Inf, equal or huge angles
+        (:func:`~cil_genreg.validation.check_angles`), or radian-like angles without ``unit``.
     """
-    angles = _load_array(path, "--angles")
-    check_finite_array(angles, f"--angles {path!r}")
-    angles = angles.astype(np.float64).ravel()
-    if angles.size == 0:
-        raise ValueError(f"--angles {path!r} holds no angles.")
+    angles = check_angles(load_array(path, "--angles"), f"--angles {path!r}", unit or "degree")
     if unit == "radian":
         return np.degrees(angles).astype(np.float32)
     if unit is None and angles.size > 1 and np.abs(angles).max() <= RADIAN_LIKE:
@@ -322,6 +312,8 @@ def run(args):
                      "residual)"))
         bar.close()
     array = np.asarray(image.as_array(), dtype=np.float32)
+    if getattr(args, "_single_slice", False) and not args.out.lower().endswith(".png"):
+        array = array[None]  # the stack had one slice: a one-slice volume
     write_image(array, args.out)
     residual = (A.direct(image) - y).norm()
     print(f"{args.method}{'' if lam is None else f' (λ = {lam:g})'}: image {array.shape} written "

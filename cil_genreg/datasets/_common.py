@@ -1,6 +1,8 @@
 """Helpers shared by the dataset loaders: checks, [0, 1] scaling and resizing."""
 import numpy as np
 
+from ..utilities.validation import real_array
+
 
 def as_images(array, name="images"):
     r"""A float32 array (N, H, W) in [0, 1] from images (N, H, W), (H, W) or (N, 1, H, W).
@@ -27,9 +29,12 @@ def as_images(array, name="images"):
     Raises
     ------
     ValueError
-        for another shape, or NaN or infinite values.
+        for another shape, no values, or NaN or infinite values (see
+        :func:`cil_genreg.validation.real_array`).
+    TypeError
+        for complex, text or object values.
     """
-    a = np.asarray(array, dtype=np.float32)
+    a = real_array(array, name, booleans=True)
     if a.ndim == 2:
         a = a[None]
     if a.ndim == 4 and a.shape[1] == 1:
@@ -37,8 +42,6 @@ def as_images(array, name="images"):
     if a.ndim != 3:
         raise ValueError(f"{name} must have shape (N, H, W) or (H, W) (or (N, 1, H, W)); "
                          f"got shape {a.shape}.")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contain NaN or infinite values.")
     lo, hi = float(a.min()), float(a.max())
     if lo < 0.0 or hi > 1.0:
         a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)

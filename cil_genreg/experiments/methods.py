@@ -25,7 +25,7 @@ from ..functions import (LatentLeastSquares, RangeGenerativeRegulariser, SliceWi
                         SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser)
 from ..functions.patch import patch_prior_for
 from ..algorithms import LatentLBFGS
-from ..utilities.validation import check_positive
+from ..utilities.validation import check_domain, check_positive
 from ..utilities.defaults import (ALL_METHODS, EXTRA_METHODS, HYBRID_TV_FRACTION, LABELS,  # noqa: F401
                        LAMBDAS, METHODS, MU, lambda_grids)
 
@@ -100,6 +100,7 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     if method != "tv" and generator is None:
         raise ValueError(f"method {method!r} needs a generator")
     lam = check_positive(lam, "lam")
+    check_domain(x0, A, "x0")
     ig = A.domain_geometry()
     if generator is not None:
         generator = generator_for(generator, ig)

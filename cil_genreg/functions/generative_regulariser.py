@@ -11,11 +11,30 @@ of its slices, regularised slice by slice through the generator in one pass), ch
 the latent solver, and writes results back into CIL containers.
 """
 import torch
-from cil.optimisation.functions import Function
+from cil.optimisation.functions import Function, ScaledFunction
 
 from ..utilities.bridge import as_tensor, from_tensor
 from ..latent import LatentChain, LatentSolver, encode_mean
-from ..utilities.validation import check_image, check_non_negative, check_out, check_positive
+from ..utilities.validation import (InputError, check_image, check_non_negative, check_out,
+                                    check_positive, check_real)
+
+
+def weighted(function, scalar):
+    """CIL's :class:`ScaledFunction` ``scalar * function`` (what ``lam * R`` builds), refusing
+    a weight λ that is not a finite number > 0 where it is given, not later as a step size.
+
+    Raises
+    ------
+    TypeError, InputError
+        naming λ and the regulariser.
+    """
+    name = f"the weight λ of λ * {type(function).__name__}"
+    try:
+        check_real(scalar, name, low=0.0, low_open=True)
+    except ValueError as err:
+        raise InputError(f"{err} A regulariser's weight must be a positive finite number "
+                         "(e.g. 60 * R); for no regularisation leave R out.") from None
+    return ScaledFunction(function, scalar)
 
 
 class GenerativeRegulariser(Function):
@@ -273,9 +292,18 @@ class GenerativeRegulariser(Function):
             out = geometry.allocate(None) if geometry is not None else like.copy()
         return from_tensor(t, out=out)
 
+    def __rmul__(self, scalar):
+        """``lam * R``: CIL's scaled function, λ checked (:func:`weighted`)."""
+        return weighted(self, scalar)
+
     @staticmethod
     def _check_tau(tau):
-        return check_positive(tau, "the step size tau")
+        try:
+            return check_positive(tau, "the step size tau")
+        except ValueError as err:
+            raise InputError(f"{err} The proximal map's tau is the algorithm's step size times "
+                             "the weight λ of λ * R: both must be positive finite numbers.") \
+                from None
 
     def _initial_latent(self, target, key):
         """The encoder's latent for a target, when there is no warm start to use."""

@@ -6,7 +6,7 @@ import numpy as np
 from cil.optimisation.functions import Function
 
 from ..operators.patch_operator import PatchOperator
-from .generative_regulariser import GenerativeRegulariser
+from .generative_regulariser import GenerativeRegulariser, weighted
 
 
 def default_offsets(patch_size):
@@ -161,6 +161,10 @@ class PatchGenerativeRegulariser(Function):
         self.regulariser.reset()
         self._states.clear()
         self._next, self._used = 0, self.offsets[0]
+
+    def __rmul__(self, scalar):
+        """``lam * R``: CIL's scaled function, λ checked (see ``weighted``)."""
+        return weighted(self, scalar)
 
     def _step(self, x):
         """The operator of this call's corner, with that corner's warm start loaded."""

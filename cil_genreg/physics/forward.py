@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..operators import SliceWiseOperator
-from ..utilities.validation import DeviceUnavailableError
+from ..utilities.validation import DeviceUnavailableError, check_angles
 from ..utilities.defaults import GEOMETRIES
 
 
@@ -90,9 +90,11 @@ def make_projector(ig, ag, backend="astra", device="cpu"):
     """The CIL projector of the chosen backend (ASTRA: 'cpu' or 'gpu'; TIGRE: GPU only).
 
     A 3D parallel-beam problem on the CPU (ASTRA's 3D projectors need a GPU) becomes a
-    :class:`SliceWiseOperator`: the 2D CPU projector applied slice by slice."""
+    :class:`SliceWiseOperator`: the 2D CPU projector applied slice by slice. The angles are
+    checked first (:func:`~cil_genreg.validation.check_angles`: ASTRA can hang on huge ones)."""
     if device not in ("cpu",) and not str(device).startswith(("cuda", "gpu")):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    check_angles(ag.angles, "the acquisition geometry's angles", ag.config.angles.angle_unit)
     plugin = _plugin(backend)
     if backend == "tigre" and device == "cpu":
         raise DeviceUnavailableError("TIGRE runs on an NVIDIA GPU only: pass --device cuda on a machine "

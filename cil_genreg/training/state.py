@@ -2,7 +2,9 @@
 (``PATH + ".state.pt"``) the training state, a plain dict of tensors and numbers read back with
 ``torch.load(weights_only=True)``. Both are written atomically after each epoch."""
 import os
+import pickle
 import platform
+import warnings
 from datetime import datetime, timezone
 
 import numpy as np
@@ -10,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.checkpoints import atomic_write, save as save_checkpoint
+from ..utilities.validation import InputError
 from .guards import resume_from_weights
 
 #: what is appended to a checkpoint path for its training state
@@ -72,7 +75,7 @@ def load_state(trainer, path, n, progress=True):
     if not os.path.isfile(path):
         return resume_from_weights(trainer), []
     net, device = trainer.net, trainer.device
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = read_state(path, device)
     if state["config"] != net.config:
         raise ValueError(f"cannot resume: {path!r} holds a {state['config']} model "
                          f"but this run builds {net.config}; use the same --model, "
@@ -89,6 +92,43 @@ def load_state(trainer, path, n, progress=True):
     if device.type == "cuda" and "cuda_rng" in state:
         torch.cuda.set_rng_state(state["cuda_rng"].cpu())
     return int(state["epoch"]), list(state["history"])
+
+
+#: what every training state holds
+STATE_KEYS = ("epoch", "config", "model", "optimizer", "rng", "history")
+
+
+def read_state(path, device="cpu"):
+    """The training state dict at ``path``, read without running code (``weights_only``).
+
+    Raises
+    ------
+    InputError
+        when the file is damaged (truncated, altered), holds pickled objects, or lacks what a
+        training state holds; the message names the file and what to do. Nothing is changed.
+    """
+    checkpoint = path[:-len(STATE_SUFFIX)] if path.endswith(STATE_SUFFIX) else path
+    fix = (f"nothing was changed. Move {path!r} aside and run again with --resume to continue "
+           f"from the weights in {checkpoint!r} alone (the optimiser starts afresh), or pass "
+           "--overwrite to start over.")
+    try:
+        with warnings.catch_warnings():  # torch warns at length about what it refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        untrusted = "weights only load failed" in str(err).lower()
+        raise InputError(f"cannot resume: the training state {path!r} "
+                         + ("holds Python objects that are not tensors or numbers, never "
+                            "loaded (they could run code)" if untrusted else "is damaged (not a readable state)")
+                         + f"; {fix}") from None
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        raise InputError(f"cannot resume: the training state {path!r} is damaged (truncated or "
+                         f"altered: torch's reader stopped with {type(err).__name__}); "
+                         f"{fix}") from None
+    if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
+        raise InputError(f"cannot resume: {path!r} is not a training state written by "
+                         f"cil-genreg train (it lacks {', '.join(STATE_KEYS)}); {fix}")
+    return state
 
 
 def save_state(trainer, epoch, history, info):

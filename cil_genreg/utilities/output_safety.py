@@ -15,6 +15,7 @@ Errors are :class:`OSError` subclasses (``FileExistsError``, ``IsADirectoryError
 """
 import os
 import socket
+import tempfile
 import time
 
 #: how old (seconds) an unreadable lock file must be before it is taken as stale: a lock is
@@ -40,13 +41,23 @@ def _same_file(a, b):
 
 
 def _check_parent(path, what):
-    """Every existing ancestor of ``path`` must be a directory."""
+    """Every existing ancestor of ``path`` must be a directory, and the nearest one must accept
+    new files (probed by creating and removing an empty one: the writers write a temporary
+    file beside ``path``, or create the folders missing below that ancestor)."""
     parent = os.path.dirname(os.path.abspath(path))
     while parent and not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if parent and not os.path.isdir(parent):
         raise NotADirectoryError(f"{what} {path!r} lies under {parent!r}, which is a file, not "
                                  "a folder: choose another path.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cil-genreg-write-test.", dir=parent or ".")
+    except OSError as err:
+        raise PermissionError(f"{what} {path!r} cannot be written: the folder {parent!r} does "
+                              f"not accept new files ({err.strerror or err}): choose a writable "
+                              "folder, or change its permissions.") from None
+    os.close(fd)
+    os.remove(probe)
 
 
 def check_output_file(path, *, overwrite=False, inputs=(), suffixes=None, what="--out",
@@ -80,6 +91,8 @@ def check_output_file(path, *, overwrite=False, inputs=(), suffixes=None, what="
         for an empty path, a wrong extension or one of the inputs.
     IsADirectoryError, NotADirectoryError
         when ``path`` is a folder or lies under a file.
+    PermissionError
+        when its folder does not accept new files (checked before anything is computed).
     OutputExistsError
         when ``path`` exists and ``overwrite`` is False.
     """

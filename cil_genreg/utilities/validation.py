@@ -20,6 +20,14 @@ class DeviceUnavailableError(UserError, RuntimeError):
     """A device or backend was asked for that this machine or build does not have."""
 
 
+class InputError(UserError, ValueError):
+    """A file or value the user gave that cannot be used as it is (named in the message)."""
+
+
+class InputTypeError(UserError, TypeError):
+    """Values of a kind that cannot be used (complex, booleans, text, Python objects)."""
+
+
 def _is_tensor(value):
     return type(value).__module__.startswith("torch")
 
@@ -113,7 +121,8 @@ def check_finite_array(array, name):
     """
     a = array.as_array() if hasattr(array, "as_array") else np.asarray(array)
     if np.iscomplexobj(a):
-        raise TypeError(f"{name} is complex ({a.dtype}): pass real values.")
+        raise InputTypeError(f"{name} is complex ({a.dtype}): pass real values (e.g. its "
+                             "magnitude np.abs(values) or its real part values.real).")
     if a.dtype.kind == "f":
         bad = int(a.size - np.count_nonzero(np.isfinite(a)))
         if bad:
@@ -230,3 +239,116 @@ def check_out(out, like, name="out"):
         raise TypeError(f"{name} has dtype {dtype} but the result is {want_dtype}: allocate "
                         f"{name} with x.geometry.allocate(), or pass None.")
     return out
+
+
+#: what numpy's dtype kinds that are not numbers hold, for messages
+_KINDS = {"U": "text", "S": "bytes", "O": "Python objects", "V": "records", "M": "dates",
+          "m": "time spans"}
+
+
+def real_array(array, name, dtype=np.float32, booleans=False):
+    """``array`` as real ``dtype`` values, refused unless it holds finite numbers.
+
+    The NaN / Inf check runs on the values *after* the cast too, so float64 values beyond
+    float32's range are refused rather than turned into infinities.
+
+    Parameters
+    ----------
+    array : array_like
+    name : str
+        how to call it in messages (e.g. ``"--data 'sino.npy'"``).
+    dtype : numpy dtype
+        the dtype returned.
+    booleans : bool
+        accept True / False as 1 / 0 (binary images); refused by default (a mask is not data).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    InputTypeError
+        for complex, boolean (unless ``booleans``), text or object values.
+    InputError
+        for an empty array, NaN / Inf values or values out of ``dtype``'s range.
+    """
+    a = np.asarray(array)
+    kind = a.dtype.kind
+    if kind == "b" and not booleans:
+        raise InputTypeError(f"{name} holds booleans (True/False), not measured values: pass "
+                             "numbers (save them with np.save(path, values.astype('float32'))).")
+    if kind not in "biufc":
+        raise InputTypeError(f"{name} holds {_KINDS.get(kind, 'non-numbers')} ({a.dtype}), not "
+                             "numbers: save a numeric array (np.save(path, values.astype("
+                             "'float32'))).")
+    check_finite_array(a, name)
+    if a.size == 0:
+        raise InputError(f"{name} is empty (shape {a.shape}): it holds no values; give an "
+                         "array with data.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = a.astype(dtype)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        raise InputError(f"{name} holds values beyond the range of {np.dtype(dtype)} (largest "
+                         f"|value| {float(np.abs(a).max()):.3g}): rescale them first.")
+    return out
+
+
+#: the largest |angle| a geometry may have, per unit: beyond it angles are garbage (and ASTRA's
+#: FBP can hang on them)
+ANGLE_BOUND = {"degree": 1e4, "radian": 1e3}
+
+
+def check_angles(angles, name, unit="degree"):
+    """Projection angles as float64, refused unless finite, not all equal and of sane size
+    (:data:`ANGLE_BOUND`); checked before any projector is built.
+
+    Parameters
+    ----------
+    angles : array_like
+    name : str
+        how to call them in messages.
+    unit : str
+        ``"degree"`` or ``"radian"`` (or CIL's angle unit).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    InputError, InputTypeError
+        naming ``name``, the problem and the fix.
+    """
+    unit = "radian" if str(getattr(unit, "value", unit)).lower().startswith("rad") else "degree"
+    a = real_array(angles, name, np.float64).ravel()
+    largest = float(np.abs(a).max())
+    if largest > ANGLE_BOUND[unit]:
+        raise InputError(f"{name}: an angle of {largest:.3g} {unit}s is beyond any scan "
+                         f"(|angle| <= {ANGLE_BOUND[unit]:g} {unit}s is accepted): check the "
+                         "values and their unit (--angles-unit).")
+    if a.size > 1 and a.max() == a.min():
+        raise InputError(f"{name}: all {a.size} angles are equal ({a[0]:g}), a degenerate "
+                         "geometry: give the angle of each projection (spread over the scan, "
+                         "e.g. 0 to 180 degrees), or use --angles-deg N for equispaced ones.")
+    return a
+
+
+def check_domain(x, operator, name="x0"):
+    """Refuse a start image ``x`` that is not an image of ``operator``'s domain (None passes).
+
+    Raises
+    ------
+    TypeError, InputError
+        naming ``name``, both shapes and what to pass instead.
+    """
+    if x is None:
+        return None
+    check_image(x, name)
+    domain = operator.domain_geometry()
+    if tuple(x.shape) != tuple(domain.shape):
+        raise InputError(f"{name} has shape {tuple(x.shape)} but the operator's images have "
+                         f"shape {tuple(domain.shape)}: start from an image of "
+                         "A.domain_geometry() (e.g. its allocate(0), or an FBP of the data), "
+                         f"or leave {name} out.")
+    return x
