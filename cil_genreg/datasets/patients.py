@@ -254,9 +254,9 @@ def patient_slices(split="chest3", part="train", size=128, orientation="axial", 
     blocks, names = _part_slices(split, part, orientations, window, pixel_mm, native_size,
                                  tuple(exclude_held_out), margin, test_block, paths)
     side = native_size if native else int(size)
-    out = [resize(b[b.mean(axis=(1, 2)) >= min_signal], side) for b in blocks]
-    keep = np.concatenate([b.mean(axis=(1, 2)) >= min_signal for b in blocks])
-    out, names = np.concatenate(out), names[keep]
+    keep = [b.mean(axis=(1, 2)) >= min_signal for b in blocks]
+    out = np.concatenate([resize(b[k], side) for b, k in zip(blocks, keep)])
+    names = names[np.concatenate(keep)]
     if not len(out):
         raise ValueError(f"no {part} slices of split {split!r} with mean >= {min_signal}.")
     if n is not None and n < len(out):
