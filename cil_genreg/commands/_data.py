@@ -7,7 +7,7 @@ import numpy as np
 
 from ..utilities.validation import InputError, InputTypeError, real_array
 
-NAMES = ("mnist", "shapes", "ellipses", "ct-chest", "ct-head")
+NAMES = ("mnist", "shapes", "ellipses", "ct-chest", "ct-head", "ct-patients")
 
 
 def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None, augment=0,
@@ -19,7 +19,9 @@ def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None, a
     ``seed + 1_000_000`` so they never overlap), ``ct-chest`` / ``ct-head`` (real CT: axial
     slices of the volume's training or held-out block at ``size``, default 128, with ``augment``
     augmented copies each; or ``n`` random ``patch`` x ``patch`` patches at native resolution),
-    an ``.npy``/``.npz`` array, an ``.h5`` fastMRI file or folder, or a folder of PNG/TIFF
+    ``ct-patients`` / ``ct-patients:SPLIT`` (the training or test patients of a patient-level
+    split, default ``chest3``, at one pixel size: :func:`cil_genreg.datasets.patient_slices`,
+    or patches of them at native resolution), an ``.npy``/``.npz`` array, an ``.h5`` fastMRI file or folder, or a folder of PNG/TIFF
     files / a TIFF stack.
     """
     from .. import datasets
@@ -35,6 +37,9 @@ def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None, a
                         f"{datasets.CT_VOLUMES[volume]['licence']})", "split": split,
                         "orientation": "axial", "augment": str(augment),
                         "patch": str(patch or "")}
+    if spec == "ct-patients" or spec.startswith("ct-patients:"):
+        return _patients(spec.partition(":")[2] or "chest3", split, n, size, seed, augment,
+                         patch)
     if spec == "mnist":
         images = _subset(datasets.mnist(split=split, path=mnist_path), n, seed)
         if size and size != 28:
@@ -62,6 +67,27 @@ def load_data(spec, split="train", n=None, size=None, seed=0, mnist_path=None, a
     else:
         images = datasets.image_folder(spec, size=size)
     return _subset(images, n, seed), {"dataset": os.path.abspath(spec), "split": "all"}
+
+
+def _patients(name, split, n, size, seed, augment, patch):
+    """Images and a description of the ``split`` part of the patient-level split ``name``."""
+    from .. import datasets
+
+    if name not in datasets.PATIENT_SPLITS:
+        raise InputError(f"--data ct-patients:{name}: unknown patient split; choose one of "
+                         f"{sorted(datasets.PATIENT_SPLITS)}.")
+    part = "train" if split == "train" else "test"
+    if patch:
+        images = datasets.patient_patches(name, part, patch=patch, n=n or 20000, seed=seed)
+    else:
+        images = datasets.patient_slices(name, part, size=size or 128, n=n, augment=augment,
+                                         seed=seed)
+    patients = datasets.PATIENT_SPLITS[name][part]
+    return images, {"dataset": f"CT patients {', '.join(patients)} (split {name}, {part}; "
+                    + "; ".join(f"{p}: {datasets.CT_VOLUMES[p]['licence']}" for p in patients)
+                    + f"; {datasets.patients.PIXEL_MM} mm pixels, {datasets.patients.NATIVE} px field of view)",
+                    "split": f"{name}:{part}", "orientation": "axial",
+                    "augment": str(augment), "patch": str(patch or "")}
 
 
 def _subset(images, n, seed):

