@@ -233,9 +233,11 @@ def _git(*args):
 
 
 def current_commit():
-    """HEAD, with ``-dirty`` when the working tree has changes outside docs/results/."""
+    """HEAD, with ``-dirty`` when tracked files outside docs/results/ have changes (new,
+    untracked files do not count: the code that ran is HEAD's)."""
     commit = _git("rev-parse", "HEAD")
-    changes = _git("status", "--porcelain", "--", ".", ":(exclude)docs/results")
+    changes = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                   ":(exclude)docs/results")
     return f"{commit}-dirty" if commit and changes else commit
 
 
