@@ -36,7 +36,7 @@ def geometry_of(A):
     angles = np.asarray(ag.angles, dtype=np.float64)
     n = len(angles)
     span = float(abs(angles[-1] - angles[0]) * n / (n - 1)) if n > 1 else 0.0
-    return {"type": str(ag.geom_type), "angles": int(n), "span": round(span, 3),
+    return {"type": str(ag.geom_type).lower(), "angles": int(n), "span": round(span, 3),
             "size": int(ig.shape[-1]), "panel": int(ag.pixel_num_h)}
 
 
