@@ -93,3 +93,22 @@ def test_bad_training_options_are_refused(tmp_path, capsys):
     assert "sigma_range" in capsys.readouterr().err
     assert cli_main(["train", "--model", "postprocess", "--angles", "0", "--out", out]
                     + TINY) == 2
+
+
+def test_ct_demo_adds_the_peers_and_times_them(trained, tmp_path):
+    import json
+
+    from demo_helpers import load_demo
+    demo = load_demo("ct_tomography")
+    with pytest.warns(UserWarning, match="trained for parallel beam, 8 angles over 180°"):
+        result = demo.main(["--n", "1", "--size", "32", "--angles", "8", "--iterations", "3",
+                            "--geometry", "parallel", "limited", "--methods", "fbp", "tv",
+                            "--lambdas", '{"tv": [10], "soft": [30], "pnp": [1]}',
+                            "--denoiser", trained[0], "--postprocess", trained[1],
+                            "--quiet", "--out", str(tmp_path)])
+    methods_run = {(s["geometry"], s["method"]) for s in result["summary"]}
+    for geometry in ("parallel", "limited"):
+        assert {(geometry, "pnp"), (geometry, "postprocess")} <= methods_run
+    timing = json.loads((tmp_path / "ct_timing.json").read_text())
+    assert {"soft_seconds", "pnp_seconds", "postprocess_seconds"} <= set(timing)
+    assert set(timing["training_seconds"]) >= {"pnp", "postprocess"}
