@@ -104,7 +104,21 @@ def _descend(trainer, per_image, x):
     return per_image.detach().sum() / max(1, x.shape[0])
 
 
-class PerImageLoss(torch.nn.Module):
+class _NetworkLoss(torch.nn.Module):
+    """A per-image loss of the network ``net`` as a module (DDP wraps it; its ``forward`` arms
+    DDP's gradient hooks).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+
+class PerImageLoss(_NetworkLoss):
     """The per-image loss of a VAE or AE as one ``forward`` (what DistributedDataParallel wraps:
     its gradient hooks are armed by ``forward``, and ``encode`` is not one):
     ``||x - G(mu + sigma eps)||^2 + beta KL`` (VAE, given ``eps``) or ``||x - G(E(x))||^2``
@@ -115,10 +129,6 @@ class PerImageLoss(torch.nn.Module):
     net : torch.nn.Module
         a VAE or Autoencoder.
     """
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
 
     def forward(self, x, eps=None, beta=0.0):
         if eps is None:
@@ -169,7 +179,7 @@ def wgan_gp_step(trainer, x, step):
     return per_image.detach().sum() / max(1, x.shape[0])
 
 
-class DenoisingLoss(torch.nn.Module):
+class DenoisingLoss(_NetworkLoss):
     r"""The per-image loss of a denoiser :math:`D` as one ``forward`` (what DDP wraps):
     :math:`\|D_\sigma(x + \sigma n, \sigma) - x\|_2^2`, summed over pixels.
 
@@ -178,16 +188,12 @@ class DenoisingLoss(torch.nn.Module):
     net : DRUNetDenoiser
     """
 
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
     def forward(self, x, sigma, noise):
         level = sigma.reshape(-1, 1, 1, 1)
         return (self.net(x + level * noise, sigma) - x).pow(2).flatten(1).sum(1)
 
 
-class PairLoss(torch.nn.Module):
+class PairLoss(_NetworkLoss):
     r"""The per-image loss of a post-processing network :math:`P` on pairs stacked as two
     channels, ``x[:, 0]`` the FBP image :math:`x_0`, ``x[:, 1]`` the truth :math:`x`:
     :math:`\|P(x_0) - x\|_2^2`, summed over pixels.
@@ -196,10 +202,6 @@ class PairLoss(torch.nn.Module):
     ----------
     net : PostProcessingUNet
     """
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
 
     def forward(self, pairs):
         return (self.net(pairs[:, :1]) - pairs[:, 1:]).pow(2).flatten(1).sum(1)
