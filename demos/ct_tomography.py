@@ -34,12 +34,12 @@ from cil_genreg.commands import options
 
 #: λ grids for 128² CT slices (the sinogram of 128² is ~20× MNIST's; λ scales with it; soft
 #: and hybrid for the latent-grid ct-vae-128, whose range is rich: it takes a large λ)
-#: pnp: sigma = sqrt(tau lam), tau = 1 / (2 ||A||^2) ~ 1 / 8000 at 128², 30 angles: lam = 3 to
-#: 30 is sigma ~ 0.02 to 0.06, the middle of a denoiser trained on --sigma-range 0 0.1
+#: pnp: sigma = sqrt(tau lam), tau = 1 / (2 ||A||^2) = 1 / 7420 at 128², 30 angles: lam = 3 to
+#: 100 is sigma = 0.02 to 0.12 (60 angles: 0.014 to 0.08), a denoiser of --sigma-range 0 0.1
 LAMBDAS = {"tv": (3.0, 10.0, 30.0), "latent": (0.3, 1.0, 3.0),
            "range": (0.3, 1.0, 3.0), "soft": (300.0, 1000.0, 3000.0),
            "sparse": (10.0, 30.0, 100.0), "hybrid": (100.0, 300.0, 1000.0),
-           "pnp": (3.0, 10.0, 30.0)}
+           "pnp": (3.0, 10.0, 30.0, 100.0)}
 QUICK_LAMBDAS = {"tv": (10.0,), "latent": (1.0,), "range": (1.0,), "soft": (1000.0,),
                  "sparse": (30.0,), "hybrid": (300.0,), "pnp": (10.0,)}
 #: λ grids for the 512² slices (the sinogram grows with the side: TV's best λ is ~15× the 128²

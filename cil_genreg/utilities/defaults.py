@@ -33,9 +33,9 @@ LAMBDAS = {
     "hybrid": {"grid": (3.0, 10.0, 30.0), "demo": (10.0, 30.0), "quick": (10.0,),
                "default": 10.0},
     # PnP: the denoiser runs at sigma = sqrt(tau lam), tau = 1 / L = 1 / (2 ||A||^2); on MNIST
-    # at 10 angles ||A||^2 ~ 300, so lam = 1 is sigma ~ 0.04
-    "pnp": {"grid": (0.3, 1.0, 3.0, 10.0, 30.0), "demo": (1.0, 3.0, 10.0), "quick": (1.0, 10.0),
-            "default": 3.0},
+    # at 10 angles ||A||^2 = 273, so lam = 0.1 to 10 is sigma = 0.014 to 0.14
+    "pnp": {"grid": (0.1, 0.3, 1.0, 3.0, 10.0), "demo": (0.3, 1.0, 3.0), "quick": (0.3, 3.0),
+            "default": 1.0},
 }
 #: the latent weight μ of soft and sparse (and of the hybrid's soft part)
 MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
