@@ -47,6 +47,7 @@ _CIL_NAMES = {
     "LatentLeastSquares": ".functions",
     "GeneratorOperator": ".operators.generator_operator",
     "PatchGenerativeRegulariser": ".functions",
+    "DenoiserPrior": ".functions",
     "PatchOperator": ".operators",
     "as_tensor": ".utilities.bridge",
     "from_tensor": ".utilities.bridge",

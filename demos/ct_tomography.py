@@ -24,8 +24,13 @@ regularisers and TV + soft.
   model runs whole at 512² through :func:`cil_genreg.models.at_size`, a dense one regularises
   the image through its moving exact tiling, :class:`cil_genreg.PatchGenerativeRegulariser`),
   with its own λ grids (``--full-lambdas``) and ``--full-iterations``;
-* the time of one soft reconstruction (100 FISTA iterations) is measured and written as
-  ``ct_timing.json``; tables (CSV, JSON) and figures (PNG) go to ``--out``.
+* the learned peers, trained on the same training slices: ``--denoiser`` (Plug-and-Play
+  FISTA with a DRUNet-style denoiser, method ``pnp``, over its λ grid) and ``--postprocess``
+  (FBPConvNet, method ``postprocess``, one run on the FBP image; trained for one geometry, it
+  warns on the others the run asks for, and its loss there is measured);
+* the time of one reconstruction by soft (and pnp, postprocess when given; 100 FISTA
+  iterations) is measured and written as ``ct_timing.json`` with the models' training times
+  from their checkpoints; tables (CSV, JSON) and figures (PNG) go to ``--out``.
 """
 import json
 import os
@@ -38,11 +43,14 @@ from cil_genreg.commands import options
 
 #: λ grids for 128² CT slices (the sinogram of 128² is ~20× MNIST's; λ scales with it; soft
 #: and hybrid for the latent-grid ct-vae-128, whose range is rich: it takes a large λ)
+#: pnp: sigma = sqrt(tau lam), tau = 1 / (2 ||A||^2) = 1 / 7420 at 128², 30 angles: lam = 3 to
+#: 100 is sigma = 0.02 to 0.12 (60 angles: 0.014 to 0.08), a denoiser of --sigma-range 0 0.1
 LAMBDAS = {"tv": (3.0, 10.0, 30.0), "latent": (0.3, 1.0, 3.0),
            "range": (0.3, 1.0, 3.0), "soft": (300.0, 1000.0, 3000.0),
-           "sparse": (10.0, 30.0, 100.0), "hybrid": (100.0, 300.0, 1000.0)}
+           "sparse": (10.0, 30.0, 100.0), "hybrid": (100.0, 300.0, 1000.0),
+           "pnp": (3.0, 10.0, 30.0, 100.0)}
 QUICK_LAMBDAS = {"tv": (10.0,), "latent": (1.0,), "range": (1.0,), "soft": (1000.0,),
-                 "sparse": (30.0,), "hybrid": (300.0,)}
+                 "sparse": (30.0,), "hybrid": (300.0,), "pnp": (10.0,)}
 #: λ grids for the 512² slices (the sinogram grows with the side: TV's best λ is ~15× the 128²
 #: one, soft's with ct-patch-vae-64 ~30×)
 FULL_LAMBDAS = {"tv": (100.0, 150.0, 200.0), "latent": (1.0, 3.0, 10.0),
@@ -86,21 +94,32 @@ def parse_args(argv=None):
                    help="JSON {method: [λ, ...]} replacing FULL_LAMBDAS' grids for --full-size")
     p.add_argument("--full-iterations", type=int, default=50,
                    help="FISTA iterations of the --full-size reconstructions")
-    return p.parse_args(argv)
+    p.add_argument("--denoiser", default=None,
+                   help="a Plug-and-Play denoiser (name or checkpoint of `cil-genreg train "
+                        "--model denoiser`): adds method pnp")
+    p.add_argument("--postprocess", default=None,
+                   help="a post-processing network (name or checkpoint of `cil-genreg train "
+                        "--model postprocess`): adds method postprocess")
+    args = p.parse_args(argv)
+    for method, given in (("pnp", args.denoiser), ("postprocess", args.postprocess)):
+        if given and method not in args.methods:
+            args.methods.append(method)
+    return args
 
 
-def time_one_soft(image, generator, angles, measurement, size, iterations, lam, seed=0,
-                  **regulariser_options):
-    """Seconds of one soft reconstruction (``iterations`` FISTA iterations, from FBP) of
-    ``image`` at ``size``²."""
+def time_one(method, image, generator, angles, measurement, size, iterations, lam, seed=0,
+             **options):
+    """Seconds of one reconstruction by ``method`` (``iterations`` FISTA iterations, from FBP;
+    postprocess: the network on the FBP image) of ``image`` at ``size``²; ``options``: the
+    models (``denoiser=``, ``postprocessor=``) and the regulariser's options."""
     from cil_genreg.physics.forward import initial_reconstruction, make_geometry, make_projector
     ig, ag = make_geometry(size, angles)
     A = make_projector(ig, ag, kernel=measurement.kernel)
     y = measurement.measure(image, A, seed).data
     x0, _ = initial_reconstruction(A, y)
     t0 = time.perf_counter()
-    methods.reconstruct("soft", A, y, lam, generator, x0=x0, iterations=iterations,
-                        mu=MU["soft"], **regulariser_options)
+    methods.reconstruct(method, A, y, lam, generator, x0=x0, iterations=iterations,
+                        mu=MU.get(method), **options)
     return time.perf_counter() - t0
 
 
@@ -129,6 +148,24 @@ def data_tag(args):
     return f"{who}_{how}"
 
 
+def timings(args, images, physics, generator, lambdas, peers, regulariser_options):
+    """Seconds of one reconstruction per method (soft, and pnp / postprocess when their models
+    are given) and the training seconds of each model (from its checkpoint's metadata)."""
+    middle = {m: lambdas[m][len(lambdas[m]) // 2] for m in ("soft", "pnp") if m in lambdas}
+    runs = {"soft": (generator, regulariser_options)}
+    runs.update({m: (None, {k: v}) for m, (k, v) in peers.items() if v is not None})
+    seconds = {f"{m}_seconds": time_one(m, images[0], g, args.angles[0], physics, args.size,
+                                        args.iterations, middle.get(m), args.seed, **opts)
+               for m, (g, opts) in runs.items()}
+    models_used = {"soft": generator, **{m: v for m, (k, v) in peers.items()}}
+    training = {m: (getattr(model, "metadata", None) or {}).get("training_seconds")
+                for m, model in models_used.items() if model is not None}
+    for m, s in seconds.items():
+        print(f"one {args.size}² {m[:-8]} reconstruction: {s:.2f} s"
+              + (f" (training: {training[m[:-8]]:.0f} s)" if training.get(m[:-8]) else ""))
+    return dict(seconds, training_seconds=training)
+
+
 def main(argv=None):
     args = parse_args(argv)
     lambdas = options.chosen_lambdas(args, LAMBDAS, QUICK_LAMBDAS)
@@ -155,6 +192,10 @@ def main(argv=None):
     check_output_files(args.out, names + ["summary.json", "ct_timing.json"],
                        overwrite=args.overwrite)
     generator = methods.load_generator(args.model, args.latent_prior)
+    peers = {"pnp": ("denoiser", args.denoiser and methods.load_model(args.denoiser,
+                                                                     "denoiser")),
+             "postprocess": ("postprocessor", args.postprocess and methods.load_model(
+                 args.postprocess, "postprocess"))}
     common = dict(angles=args.angles, geometries=args.geometry, noise=args.noise,
                   iterations=args.iterations, lambdas=lambdas, out=args.out,
                   backend=args.backend, device=args.device, seed=args.seed,
@@ -163,14 +204,13 @@ def main(argv=None):
                   regulariser_options={"max_iteration": args.inner_iterations})
     summary = comparison.run_comparison(
         images, generator, name, methods=args.methods, title=f"CT {args.size}²",
-        meta={"model": args.model, "data": described}, size=args.size, **common)
-    seconds = time_one_soft(images[0], generator, args.angles[0], physics, args.size,
-                            args.iterations, lambdas["soft"][len(lambdas["soft"]) // 2],
-                            args.seed, **common["regulariser_options"])
-    timing = {"size": args.size, "iterations": args.iterations, "soft_seconds": seconds,
-              "inner_iterations": args.inner_iterations}
-    print(f"one {args.size}² soft reconstruction, {args.iterations} FISTA iterations: "
-          f"{seconds:.1f} s")
+        meta={"model": args.model, "data": described, "denoiser": args.denoiser,
+              "postprocess": args.postprocess},
+        size=args.size, **{k: v for k, v in peers.values()}, **common)
+    timing = dict(timings(args, images, physics, generator, lambdas, peers,
+                          common["regulariser_options"]),
+                  size=args.size, iterations=args.iterations,
+                  inner_iterations=args.inner_iterations)
     if full is not None:
         summary += full_size(args, full, tag, described, common)
     os.makedirs(args.out, exist_ok=True)
@@ -184,7 +224,9 @@ def full_size(args, full, tag, described, common):
     patch_generator = methods.load_generator(args.patch_model)
     # the latent method needs one generator of the whole image: a latent-grid model
     whole = getattr(patch_generator, "latent_grid", 0) > 0
-    patch_methods = [m for m in args.methods if m != "latent" or whole]
+    # the peers were trained at --size: the 512² run compares the generative methods
+    patch_methods = [m for m in args.methods if (m != "latent" or whole)
+                     and m not in ("pnp", "postprocess")]
     full_lambdas = dict(FULL_LAMBDAS if not args.quick else
                         {k: v[len(v) // 2:len(v) // 2 + 1] for k, v in FULL_LAMBDAS.items()})
     full_lambdas.update({k: tuple(v) for k, v in (args.full_lambdas or {}).items()})

@@ -1,4 +1,6 @@
-"""``cil-genreg train``: train a VAE, autoencoder or WGAN-GP and write a safetensors checkpoint.
+"""``cil-genreg train``: train a VAE, autoencoder or WGAN-GP (or, to compare with them on the
+same images, a Plug-and-Play denoiser or a post-processing network for one geometry) and write
+a safetensors checkpoint.
 
 On several processes or machines: ``torchrun --nproc_per_node N [--nnodes M ...] -m
 cil_genreg.cli -- train ...`` (DistributedDataParallel, see :mod:`cil_genreg.training`). The
@@ -11,14 +13,17 @@ import sys
 from ..utilities.output_safety import check_output_file
 
 NAME = "train"
-HELP = "train a generative model (vae, ae, gan) on a dataset"
+HELP = ("train a generative model (vae, ae, gan), a Plug-and-Play denoiser or a post-processing "
+        "network on a dataset")
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
         NAME, help=HELP, description=HELP + ". The checkpoint OUT (safetensors) and its training "
         "state OUT.state.pt are written atomically after every epoch; --resume continues.")
-    p.add_argument("--model", choices=["vae", "ae", "gan"], default="vae")
+    p.add_argument("--model", choices=["vae", "ae", "gan", "denoiser", "postprocess"],
+                   default="vae", help="denoiser: DRUNet-style, for Plug-and-Play (method pnp); "
+                   "postprocess: FBPConvNet on the FBP images of --geometry / --angles")
     p.add_argument("--data", required=True,
                    help="mnist | shapes | ellipses | ct-chest | ct-head | ct-patients[:SPLIT] | PATH (.npy/.npz array, fastMRI .h5 file or "
                         "folder, folder of PNG/TIFF files, TIFF stack)")
@@ -49,6 +54,16 @@ def add_parser(subparsers):
     p.add_argument("--val-fraction", type=float, default=0.02,
                    help="fraction of the training images held out to report the held-out "
                    "PSNR each epoch (reconstruction; latent fit for a GAN)")
+    p.add_argument("--sigma-range", type=float, nargs=2, default=[0.0, 0.1],
+                   metavar=("LO", "HI"), help="denoiser: noise levels sigma ~ U(LO, HI) per "
+                   "image (images in [0, 1])")
+    p.add_argument("--geometry", default="parallel", choices=("parallel", "limited", "fan"),
+                   help="postprocess: the scan its FBP images come from")
+    p.add_argument("--angles", type=int, default=30, help="postprocess: projection angles")
+    p.add_argument("--limited-span", type=float, default=90.0,
+                   help="postprocess: degrees covered by --geometry limited")
+    p.add_argument("--noise", type=float, default=0.02,
+                   help="postprocess: Gaussian noise sigma as a fraction of the sinogram max")
     p.add_argument("--out", required=True, help="checkpoint path, e.g. model.safetensors")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     p.add_argument("--overwrite", action="store_true",
@@ -88,7 +103,13 @@ def run(args):
         info["validation"] = f"{k} images of the train split (seed {args.seed})"
     command = "cil-genreg " + shlex.join(getattr(args, "_argv", sys.argv[1:]))
     model = args.model
-    if args.res_blocks or args.latent_grid:
+    if args.model == "postprocess":
+        images, val = _pairs(args, images, val, info)
+    if args.model in ("denoiser", "postprocess"):
+        from ..models import build_network
+        model = build_network(args.model, images.shape[-1], channels=(
+            args.width, 2 * args.width, 4 * args.width), blocks=args.res_blocks or 1)
+    elif args.res_blocks or args.latent_grid:
         from ..models import build
         model = build(args.model, latent_dim=args.latent_dim, image_shape=images.shape[1:],
                       width=args.width, res_blocks=args.res_blocks, latent_grid=args.latent_grid)
@@ -98,15 +119,31 @@ def run(args):
                    beta=args.beta,
                    kl_warmup_epochs=args.kl_warmup, width=args.width, val_data=val,
                    metadata=info, command=command, threads=args.threads,
-                   progress=not args.quiet)
+                   progress=not args.quiet, sigma_range=args.sigma_range)
     ctx = distributed.init(args.device)
     distributed.shutdown(ctx)
     if not ctx.is_main:
         return 0
     last = result.history[-1] if result.history else {}
+    held_out = {"gan": "latent-fit", "denoiser": "denoising", "postprocess": "post-processing"}
     print(f"wrote {args.out} (epoch {last.get('epoch', '?')}, loss {last.get('loss', float('nan')):.4g}"
-          + (f", held-out {'latent-fit' if args.model == 'gan' else 'reconstruction'} PSNR "
+          + (f", held-out {held_out.get(args.model, 'reconstruction')} PSNR "
              f"{last['val_psnr_db']:.2f} dB" if 'val_psnr_db' in last
              else "") + ")" + (f"; throughput {result.images_per_second:.0f} images/s"
                    if result.seconds > 0 else "; nothing left to train"))
     return 0
+
+
+def _pairs(args, images, val, info):
+    """The (FBP image, truth) pairs of the training and held-out images for ``--geometry``,
+    ``--angles``, ``--noise`` (needs CIL and ASTRA); the geometry goes into ``info``."""
+    from ..experiments.postprocess_data import describe, fbp_pairs
+    options = dict(angles=args.angles, geometry=args.geometry, noise=args.noise,
+                   limited_span=args.limited_span, seed=args.seed, device=args.device
+                   if args.device == "cpu" else "cuda")
+    pairs, geometry = fbp_pairs(images, **options)
+    if val is not None:
+        val = fbp_pairs(val, **dict(options, seed=args.seed + 1))[0]
+    info["geometry"] = geometry
+    print(f"training pairs: FBP of {describe(geometry)}, noise {args.noise:g}")
+    return pairs, val

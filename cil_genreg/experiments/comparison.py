@@ -10,7 +10,7 @@ import numpy as np
 from ..datasets import held_out_digits
 from ..physics.forward import initial_reconstruction, make_geometry, make_projector
 from ..physics.measurement import GaussianMeasurement
-from .methods import (ALL_METHODS, HYBRID_TV_FRACTION, METHODS, MU, lambda_grids,
+from .methods import (ALL_METHODS, HYBRID_TV_FRACTION, METHODS, MU, NO_LAMBDA, lambda_grids,
                       load_generator, reconstruct)
 from ..utilities.metrics import psnr, ssim
 from ..utilities.output_safety import check_output_files
@@ -29,7 +29,8 @@ REGULARISERS = ("soft", "sparse", "range", "hybrid")
 def compare(images, generator, angles=10, geometry="parallel", noise=0.05, methods=METHODS,
             lambdas=None, iterations=100, backend="astra", device="cpu", seed=0,
             progress=True, mu=None, tv_per_slice=False, start_from="tv", limited_span=90,
-            regulariser_options=None, measurement=None, size=None):
+            regulariser_options=None, measurement=None, size=None, denoiser=None,
+            postprocessor=None):
     """Reconstruct each image by each method over its λ grid; keep, per method, the λ of the
     discrepancy principle and the best λ against the ground truth.
 
@@ -45,7 +46,9 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     :class:`~cil_genreg.physics.measurement.GaussianMeasurement` of level ``noise`` (the inverse
     crime); a :class:`~cil_genreg.physics.measurement.ScannerMeasurement` takes native images
     (e.g. 512²) and reconstructs them at ``size`` (e.g. 128), scored against the truth's block
-    mean at that size.
+    mean at that size. ``denoiser``, ``postprocessor``: the models of "pnp" (over its λ grid,
+    from the same start as the generative methods) and "postprocess" (one run on the FBP
+    image, no λ; it warns on a geometry it was not trained for).
 
     Returns
     -------
@@ -76,17 +79,19 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     mu = dict(MU, **(mu or {}))
     rows, examples, grid = [], None, []
     work = [(k, m) for k in range(len(images)) for m in methods]
-    bar = tqdm(total=sum(1 if m == "fbp" else len(lambdas[m]) for _, m in work),
+    bar = tqdm(total=sum(1 if m in NO_LAMBDA else len(lambdas[m]) for _, m in work),
                desc=f"{geometry} {angles} angles", disable=not progress)
     options = {"iterations": iterations, "tv_per_slice": tv_per_slice, "mu": mu,
                "start_from": start_from, "generator_options": gen_opts,
-               "regulariser_options": dict(regulariser_options or {})}
+               "regulariser_options": dict(regulariser_options or {}),
+               "models": {"generator": generator, "denoiser": denoiser,
+                          "postprocessor": postprocessor}}
     for k, image in enumerate(images):
         measured = measurement.measure(image, A, rng)
         y, sigma, truth = measured.data, measured.sigma, measured.truth
         x0, x0_label = initial_reconstruction(A, y, backend, device)
-        recons, found = _each_method(A, y, sigma, x0, truth, generator, methods, lambdas,
-                                     options, bar.update)
+        recons, found = _each_method(A, y, sigma, x0, truth, methods, lambdas, options,
+                                     bar.update)
         grid += [dict(image=k, **row) for row in found]
         for key, (choice, lam, x) in recons.items():
             rows.append({"image": k, "angles": angles, "geometry": geometry,
@@ -102,16 +107,18 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     return {"rows": rows, "summary": summarise(rows), "examples": examples, "grid": grid}
 
 
-def _each_method(A, y, sigma, x0, truth, generator, methods, lambdas, options, tick):
+def _each_method(A, y, sigma, x0, truth, methods, lambdas, options, tick):
     """Every method over its λ grid on one image. Returns the reconstructions by key (method:
-    the discrepancy principle's λ; method + "*": the best λ against the truth; "fbp": the
-    initial one) as (choice, λ, image), and one row (method, lam, psnr, ssim) per run."""
+    the discrepancy principle's λ; method + "*": the best λ against the truth; "fbp" and
+    "postprocess": their one run, choice "initial") as (choice, λ, image), and one row
+    (method, lam, psnr, ssim) per run."""
     recons, grid = {}, []
     start, tv_start = x0, None
     iterations, tv_per_slice = options["iterations"], options["tv_per_slice"]
     for method in methods:
-        if method == "fbp":
-            recons[method] = ("initial", None, x0)
+        if method in NO_LAMBDA:
+            recons[method] = ("initial", None, x0 if method == "fbp" else reconstruct(
+                method, A, y, None, x0=x0, **options["models"]))
             tick()
             continue
         if method != "tv" and start is x0 and options["start_from"] == "tv":
@@ -123,8 +130,8 @@ def _each_method(A, y, sigma, x0, truth, generator, methods, lambdas, options, t
         extra = {"lam_tv": HYBRID_TV_FRACTION * tv_lam} if method == "hybrid" else {}
 
         def run(lam, method=method, extra=extra):
-            x = reconstruct(method, A, y, lam, generator,
-                            x0=x0 if method == "tv" else start, iterations=iterations,
+            x = reconstruct(method, A, y, lam, x0=x0 if method == "tv" else start,
+                            iterations=iterations, **options["models"],
                             mu=options["mu"].get(method), tv_per_slice=tv_per_slice, **extra,
                             **(options["generator_options"] if method != "tv" else {}),
                             **(options["regulariser_options"] if method in REGULARISERS else {}))
@@ -205,11 +212,12 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
                    backend="astra", device="cpu", seed=0, progress=True, echo=print,
                    meta=None, targets=None, title=None, mu=None, start_from="tv",
                    overwrite=False, limited_span=90, regulariser_options=None,
-                   measurement=None, size=None):
+                   measurement=None, size=None, denoiser=None, postprocessor=None):
     """:func:`compare` for each geometry and angle count, with the outputs: tables
     (``NAME_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in ``out``;
     the tables and soft's margin over TV are printed (``targets``: angles → dB soft should
-    beat TV by, in parallel beam); ``measurement`` and ``size``: see :func:`compare`. Existing
+    beat TV by, in parallel beam); ``measurement``, ``size``, ``denoiser`` and
+    ``postprocessor``: see :func:`compare`. Existing
     outputs of the same name in ``out`` are refused,
     before anything runs, unless ``overwrite``. Returns the summary rows."""
     check_output_files(out, output_names(name, geometries, angles) + ["summary.json"],
@@ -224,7 +232,8 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
                               backend=backend, device=device, seed=seed, progress=progress,
                               mu=mu, start_from=start_from, limited_span=limited_span,
                               regulariser_options=regulariser_options,
-                              measurement=measurement, size=size)
+                              measurement=measurement, size=size, denoiser=denoiser,
+                              postprocessor=postprocessor)
             stem = f"{name}_{geometry}_{count}"
             save_results(results, out, stem)
             where = GEOMETRY_TITLES.get(geometry, geometry).replace("90°", f"{limited_span:g}°")

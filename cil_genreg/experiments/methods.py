@@ -7,7 +7,12 @@ image (or from its encoding, for the latent range method):
 * ``tv``: :math:`R = \mathrm{TV}` (CIL's ``TotalVariation``);
 * ``soft``, ``sparse``, ``range``: the generative regularisers of this package;
 * ``latent``: the range method in latent space, :math:`\min_z \|A G(z) - y\|^2 + \lambda\|z\|^2`
-  (``LatentLeastSquares``), image :math:`G(z)`.
+  (``LatentLeastSquares``), image :math:`G(z)`;
+* ``pnp``: Plug-and-Play FISTA, :math:`x_{k+1} = D_{\sqrt{\tau\lambda}}(x_k - \tau\nabla
+  \|Ax_k - y\|^2)` with a trained denoiser (:class:`~cil_genreg.functions.DenoiserPrior`);
+* ``postprocess``: FBPConvNet, :math:`P(\mathrm{FBP}(y))`, no λ
+  (:func:`~cil_genreg.experiments.postprocess_data.postprocess`, which warns when the
+  geometry is not the one the network was trained for).
 
 ``fbp`` (the initial reconstruction, :func:`cil_genreg.physics.forward.initial_reconstruction`) is
 listed with them for the comparisons and the command line.
@@ -21,16 +26,35 @@ import warnings
 from ..utilities._cil import require_cil
 
 require_cil()
-from ..functions import (LatentLeastSquares, RangeGenerativeRegulariser, SliceWiseFunction,
+from ..functions import (DenoiserPrior, LatentLeastSquares, RangeGenerativeRegulariser, SliceWiseFunction,
                         SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser)
 from ..functions.patch import patch_prior_for
 from ..algorithms import LatentLBFGS
 from ..utilities.validation import check_domain, check_positive
 from ..utilities.defaults import (ALL_METHODS, EXTRA_METHODS, HYBRID_TV_FRACTION, LABELS,  # noqa: F401
-                       LAMBDAS, METHODS, MU, lambda_grids)
+                       LAMBDAS, METHODS, MU, NO_LAMBDA, lambda_grids)
 
 #: the ``latent_prior`` choices of :func:`load_generator`
 LATENT_PRIORS = ("auto", "fitted", "standard")
+
+
+def load_model(name_or_path, kind):
+    """A shipped model by name or a checkpoint path, refused (naming what it is) unless it is
+    of ``kind``.
+
+    Parameters
+    ----------
+    name_or_path : str
+    kind : {"generator", "denoiser", "postprocess"}
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    from .. import models
+    if name_or_path in models.available_pretrained():
+        name_or_path = models.pretrained_path(name_or_path)
+    return models.load(name_or_path, kind=kind)
 
 
 def load_generator(name_or_path, latent_prior="auto"):
@@ -57,10 +81,7 @@ def load_generator(name_or_path, latent_prior="auto"):
     from .. import models
     if latent_prior not in LATENT_PRIORS:
         raise ValueError(f"latent_prior must be one of {LATENT_PRIORS}, got {latent_prior!r}")
-    if name_or_path in models.available_pretrained():
-        model = models.pretrained(name_or_path)
-    else:
-        model = models.load(name_or_path)
+    model = load_model(name_or_path, "generator")
     has_prior = getattr(model, "latent_prior", None) is not None
     if latent_prior == "fitted" or (latent_prior == "auto" and has_prior):
         return models.whitened(model)
@@ -68,7 +89,8 @@ def load_generator(name_or_path, latent_prior="auto"):
 
 
 def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=None,
-                callbacks=None, tv_per_slice=False, lam_tv=None, **solver_options):
+                callbacks=None, tv_per_slice=False, lam_tv=None, denoiser=None,
+                postprocessor=None, **solver_options):
     """One reconstruction by ``method`` (see :data:`METHODS`) with weight ``lam``.
 
     Parameters
@@ -87,6 +109,10 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     tv_per_slice : bool, for a volume: 2D TV of each slice instead of 3D TV.
     lam_tv : float, the TV weight of "hybrid" (``lam`` is its generative weight; see
         :func:`cil_genreg.algorithms.hybrid.hybrid_fista`).
+    denoiser : torch.nn.Module, the denoiser of "pnp" (``lam`` sets its noise level
+        :math:`\\sqrt{\\tau\\lambda}`).
+    postprocessor : torch.nn.Module, the network of "postprocess" (``lam`` unused; ``x0`` is
+        taken as the FBP image when given).
 
     A generator of images of another size than the reconstruction (a patch model) is used at
     the reconstruction's size when it is fully convolutional (:func:`generator_for`), else it
@@ -97,8 +123,13 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     from cil.optimisation.functions import L2NormSquared, LeastSquares, TotalVariation
     if method not in ALL_METHODS or method == "fbp":
         raise ValueError(f"method must be one of {ALL_METHODS[1:]}, got {method!r}")
-    if method != "tv" and generator is None:
-        raise ValueError(f"method {method!r} needs a generator")
+    needs = {"pnp": ("denoiser", denoiser), "postprocess": ("postprocessor", postprocessor)}
+    what, model = needs.get(method, ("generator", generator))
+    if method != "tv" and model is None:
+        raise ValueError(f"method {method!r} needs a {what} ({what}=...)")
+    if method == "postprocess":
+        from .postprocess_data import postprocess
+        return postprocess(postprocessor, A, y, x0=x0)
     lam = check_positive(lam, "lam")
     check_domain(x0, A, "x0")
     ig = A.domain_geometry()
@@ -120,6 +151,8 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
         if tv_per_slice and len(ig.shape) == 3:
             g = SliceWiseFunction(lambda: TotalVariation(max_iteration=10, warm_start=True),
                                   ig.shape[0])
+    elif method == "pnp":
+        g = DenoiserPrior(denoiser, **solver_options)
     elif method == "soft":
         g = SoftGenerativeRegulariser(generator, mu=MU["soft"] if mu is None else mu,
                                       **solver_options)
@@ -128,7 +161,7 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
                                                  **solver_options)
     else:
         g = RangeGenerativeRegulariser(generator, **solver_options)
-    if method != "tv":
+    if method not in ("tv", "pnp"):
         g = patch_prior_for(g, ig)
     algo = FISTA(initial=x0 if x0 is not None else ig.allocate(0), f=LeastSquares(A, y),
                  g=lam * g, update_objective_interval=iterations)

@@ -1,4 +1,4 @@
-"""The CIL Functions of cil_genreg: the three generative regularisers and latent least squares, and a slice-wise sum of 2D functions."""
+"""The CIL Functions of cil_genreg: the three generative regularisers and latent least squares, a slice-wise sum of 2D functions, and the Plug-and-Play denoiser prior they are compared with."""
 from ..utilities._cil import require_cil
 
 require_cil()
@@ -9,7 +9,8 @@ from .sparse_deviation import SparseDeviationGenerativeRegulariser, soft_thresho
 from .latent_least_squares import LatentLeastSquares
 from .slice_wise_function import SliceWiseFunction
 from .patch import PatchGenerativeRegulariser
+from .denoiser_prior import DenoiserPrior
 
 __all__ = ["GenerativeRegulariser", "SoftGenerativeRegulariser", "RangeGenerativeRegulariser",
            "SparseDeviationGenerativeRegulariser", "LatentLeastSquares", "SliceWiseFunction",
-           "PatchGenerativeRegulariser", "soft_threshold"]
+           "PatchGenerativeRegulariser", "soft_threshold", "DenoiserPrior"]

@@ -60,6 +60,9 @@ class GeneratorAdapter:
             raise ValueError(f"threads must be a positive integer, 'auto' or None, got "
                              f"{threads!r}")
         self.num_threads = threads if threads in (None, "auto") else int(threads)
+        if getattr(generator, "kind", "generator") != "generator":
+            from ..models.denoiser import require_kind
+            require_kind(generator, "generator", "a generative regulariser")
         if not isinstance(generator, torch.nn.Module):
             raise TypeError(
                 f"generator must be a torch.nn.Module mapping (B, d) latents to (B, 1, H, W) "

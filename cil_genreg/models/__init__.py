@@ -1,4 +1,6 @@
-"""Generative models (VAE, autoencoder, WGAN), their safe checkpoints and shipped pretrained models.
+"""Generative models (VAE, autoencoder, WGAN), the networks they are compared with (a DRUNet-style
+Plug-and-Play denoiser, FBPConvNet post-processing), their safe checkpoints and shipped
+pretrained models.
 
 A *generator* maps a float32 latent batch (B, d) to images (B, 1, H, W) in [0, 1]; the package's
 models are generators themselves (``model(z)`` decodes) and carry ``latent_dim`` and
@@ -7,6 +9,8 @@ models are generators themselves (``model(z)`` decodes) and carry ``latent_dim``
 from .architectures import (ARCHITECTURES, INTENSITY_RANGE, VAE, Autoencoder, Decoder, Encoder,
                             WGANCritic, WGANGenerator, at_size, build)
 from .checkpoints import CheckpointError, load, read_metadata, save, update_metadata
+from .denoiser import (KINDS, NETWORK_ARCHITECTURES, DRUNetDenoiser, PostProcessingUNet,
+                       ResidualUNet, build_network, kind_of, require_kind)
 from .latent_prior import (LatentGaussian, WhitenedGenerator, attach_prior, fit_latent_prior,
                            whitened)
 from .pretrained import available_pretrained, pretrained, pretrained_path
@@ -14,4 +18,6 @@ from .pretrained import available_pretrained, pretrained, pretrained_path
 __all__ = ["VAE", "Autoencoder", "WGANGenerator", "WGANCritic", "Encoder", "Decoder", "build", "at_size",
            "save", "load", "read_metadata", "update_metadata", "CheckpointError", "pretrained",
            "available_pretrained", "pretrained_path", "ARCHITECTURES", "INTENSITY_RANGE",
-           "LatentGaussian", "WhitenedGenerator", "fit_latent_prior", "attach_prior", "whitened"]
+           "LatentGaussian", "WhitenedGenerator", "fit_latent_prior", "attach_prior", "whitened",
+           "DRUNetDenoiser", "PostProcessingUNet", "ResidualUNet", "build_network", "kind_of",
+           "require_kind", "KINDS", "NETWORK_ARCHITECTURES"]

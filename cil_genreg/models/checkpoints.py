@@ -5,12 +5,15 @@ little-endian u64 header length ``N``, ``N`` bytes of JSON describing the tensor
 tensor bytes. Nothing in it is executed when it is read, unlike a pickle (``torch.save``).
 The header's ``__metadata__`` (string -> string) holds one key, ``"cil_genreg"``, a JSON object::
 
-    {"format": "cil_genreg.generator", "format_version": 1,
+    {"format": "cil_genreg.generator", "format_version": 1, "kind": "generator",
      "config": {"arch": "vae", "latent_dim": 16, "image_shape": [28, 28], "width": 16},
      "intensity_range": [0.0, 1.0],
      "metadata": {... dataset, split, epochs, held-out error, training command, ...}}
 
-The tensors are the model's ``state_dict`` (encoder and decoder for a VAE/AE, the generator of
+``"kind"`` says what the file is: ``"generator"`` (absent in older files), ``"denoiser"``
+(:class:`~.denoiser.DRUNetDenoiser`) or ``"postprocess"``
+(:class:`~.denoiser.PostProcessingUNet`); ``load(path, kind=...)`` refuses a file of another
+kind with a message naming what it is. The tensors are the model's ``state_dict`` (encoder and decoder for a VAE/AE, the generator of
 a GAN). :func:`load` checks everything before building the model (:mod:`.header` reads the
 header without trusting it) and refuses, with an error that names the problem and what to do:
 a pickle / ``torch.save`` file (never unpickled), a truncated or corrupt file, a folder, FIFO or
@@ -27,6 +30,8 @@ import torch
 
 from .architectures import ARCHITECTURES, INTENSITY_RANGE, build
 from ..utilities.validation import check_device
+from .denoiser import (DESCRIPTIONS, KINDS, NETWORK_ARCHITECTURES, USES, build_network,
+                       kind_of)
 from .header import CheckpointError, check_config, checkpoint_path, read_header
 
 #: value of ``"format"`` in the metadata of every checkpoint this module writes.
@@ -64,10 +69,12 @@ def atomic_write(path, write):
 
 def _config_of(generator):
     config = getattr(generator, "config", None)
-    if not isinstance(config, dict) or config.get("arch") not in ARCHITECTURES:
+    if not isinstance(config, dict) or config.get("arch") not in \
+            ARCHITECTURES + NETWORK_ARCHITECTURES:
         raise TypeError(
             f"cannot save a {type(generator).__name__}: save() writes the package's models "
-            "(cil_genreg.models.VAE, Autoencoder, WGANGenerator, made by models.build()). For "
+            "(cil_genreg.models.VAE, Autoencoder, WGANGenerator, made by models.build(); "
+            "DRUNetDenoiser, PostProcessingUNet, made by models.build_network()). For "
             "another torch module save its state_dict with safetensors.torch.save_file yourself.")
     return config
 
@@ -104,6 +111,7 @@ def save(generator, path, metadata=None):
         generator, prior = generator.generator, generator.prior
     config = _config_of(generator)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config,
+              "kind": kind_of(generator),
               "intensity_range": list(getattr(generator, "intensity_range", INTENSITY_RANGE)),
               "metadata": dict(metadata or {})}
     if prior is not None:
@@ -166,14 +174,20 @@ def read_metadata(path):
         raise CheckpointError(f"{path!r}: metadata format {meta.get('format')!r} is not "
                               f"{FORMAT!r}.")
     check_config(config, repr(path))
+    kind = meta.setdefault("kind", "generator")
+    if kind != KINDS.get(config["arch"], "generator"):
+        raise CheckpointError(f"{path!r}: the metadata's kind {kind!r} does not match its "
+                              f"architecture {config['arch']!r}; save the model again with "
+                              "cil_genreg.models.save.")
     if not isinstance(meta.get("metadata", {}), dict):
         raise CheckpointError(f"{path!r}: the cil_genreg metadata's 'metadata' entry is not a "
                               "JSON object; save the model again with cil_genreg.models.save.")
     return meta
 
 
-def load(path, map_location="cpu"):
-    """The generator stored in a safetensors checkpoint, in eval mode.
+def load(path, map_location="cpu", kind=None):
+    """The model stored in a safetensors checkpoint (a generator, a denoiser or a
+    post-processing network), in eval mode.
 
     Parameters
     ----------
@@ -181,11 +195,14 @@ def load(path, map_location="cpu"):
         a file written by :func:`save` (or by ``cil-genreg train``).
     map_location : str or torch.device
         where to put the weights (default CPU).
+    kind : {None, "generator", "denoiser", "postprocess"}
+        what the caller needs: a file of another kind is refused, naming what it is (None:
+        any).
 
     Returns
     -------
-    VAE, Autoencoder or WGANGenerator
-        ``model(z)`` decodes; ``model.metadata`` holds the checkpoint's metadata.
+    VAE, Autoencoder, WGANGenerator, DRUNetDenoiser or PostProcessingUNet
+        ``model.metadata`` holds the checkpoint's metadata.
 
     Raises
     ------
@@ -209,15 +226,17 @@ def load(path, map_location="cpu"):
     map_location = check_device(map_location)
     header = read_header(path)
     meta = read_metadata(path)
+    check_kind(path, meta["kind"], kind)
     config = dict(meta["config"])
     arch = config.pop("arch")
+    make = build_network if arch in NETWORK_ARCHITECTURES else build
     try:
         with torch.device("meta"):  # shapes only: nothing is allocated
-            expected = {k: tuple(v.shape) for k, v in build(arch, **config).state_dict().items()}
+            expected = {k: tuple(v.shape) for k, v in make(arch, **config).state_dict().items()}
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path!r}: the metadata's config {meta['config']} does not "
                               f"describe a valid model ({err}).") from None
-    prior_meta = _prior_meta(path, meta, config["latent_dim"])
+    prior_meta = _prior_meta(path, meta, config.get("latent_dim", 0))
     if prior_meta is not None:
         d, k = config["latent_dim"], prior_meta["rank"]
         expected.update({PRIOR_PREFIX + "mean": (d,), PRIOR_PREFIX + "basis": (d, k),
@@ -226,7 +245,7 @@ def load(path, map_location="cpu"):
     _check_tensors_match(path, meta, expected, stored,
                          [k for k, v in header.items() if k != "__metadata__" and
                           v["dtype"] != "F32"])
-    model = build(arch, **config)
+    model = make(arch, **config)
     try:
         tensors = load_file(path, device="cpu")  # checked on the CPU, then moved
     except (SafetensorError, OSError, RuntimeError) as err:
@@ -248,6 +267,25 @@ def load(path, map_location="cpu"):
                                   "with `cil-genreg fit-prior`.") from None
     model.metadata = meta.get("metadata", {})
     return model.to(map_location).eval()
+
+
+def check_kind(path, found, wanted):
+    """Refuse a checkpoint of kind ``found`` where ``wanted`` is needed (None: any).
+
+    Parameters
+    ----------
+    path : str
+    found, wanted : str or None
+        "generator", "denoiser" or "postprocess".
+
+    Raises
+    ------
+    CheckpointError
+        naming what the file is and where it is used.
+    """
+    if wanted is not None and found != wanted:
+        raise CheckpointError(f"{path!r} is {DESCRIPTIONS[found]} checkpoint, not "
+                              f"{DESCRIPTIONS[wanted]}. {USES[found]}")
 
 
 def _prior_meta(path, meta, latent_dim):

@@ -14,6 +14,7 @@ import struct
 import warnings
 
 from .architectures import ARCHITECTURES
+from .denoiser import NETWORK_ARCHITECTURES
 
 
 class CheckpointError(ValueError):
@@ -170,7 +171,8 @@ def read_header(path):
 
 #: bounds of a checkpoint's config, checked before any model is built from it.
 CONFIG_BOUNDS = {"latent_dim": (1, 65536), "width": (1, 1024), "image_side": (16, 8192),
-                 "res_blocks": (0, 16), "latent_grid": (0, 4096)}
+                 "res_blocks": (0, 16), "latent_grid": (0, 4096), "channels": (1, 1024),
+                 "scales": (1, 8), "blocks": (0, 16)}
 
 
 def check_config(config, where="the metadata"):
@@ -201,6 +203,8 @@ def check_config(config, where="the metadata"):
 
     if not isinstance(config, dict):
         raise bad("not a JSON object")
+    if config.get("arch") in NETWORK_ARCHITECTURES:
+        return _check_network_config(config, bad)
     extra = set(config) - {"arch", "latent_dim", "image_shape", "width", "res_blocks",
                            "latent_grid"}
     if extra:
@@ -208,18 +212,40 @@ def check_config(config, where="the metadata"):
     if config.get("arch") not in ARCHITECTURES:
         raise CheckpointError(
             f"{where}: unknown architecture {config.get('arch')!r} in the metadata (this "
-            f"version knows {list(ARCHITECTURES)}). Upgrade cil_genreg, or check the file's "
-            "origin.")
-    shape = config.get("image_shape")
-    sides = [shape, shape] if type(shape) is int else shape
-    lo, hi = CONFIG_BOUNDS["image_side"]
-    if not isinstance(sides, list) or len(sides) != 2 or not all(
-            type(v) is int and lo <= v <= hi for v in sides):
-        raise bad(f"image_shape must be [H, H] with {lo} <= H <= {hi}")
+            f"version knows {list(ARCHITECTURES + NETWORK_ARCHITECTURES)}). Upgrade "
+            "cil_genreg, or check the file's origin.")
+    _check_side(config, bad)
     for key in ("latent_dim", "width", "res_blocks", "latent_grid"):
         if key not in config and key != "latent_dim":
             continue
         lo, hi = CONFIG_BOUNDS[key]
         if type(config.get(key)) is not int or not lo <= config[key] <= hi:
             raise bad(f"{key} must be an integer in [{lo}, {hi}]")
+    return config
+
+
+def _check_side(config, bad):
+    shape = config.get("image_shape")
+    sides = [shape, shape] if type(shape) is int else shape
+    lo, hi = CONFIG_BOUNDS["image_side"]
+    if not isinstance(sides, list) or len(sides) != 2 or not all(
+            type(v) is int and lo <= v <= hi for v in sides):
+        raise bad(f"image_shape must be [H, H] with {lo} <= H <= {hi}")
+
+
+def _check_network_config(config, bad):
+    """A denoiser's or post-processing network's config: arch, image_shape, channels (one per
+    scale), blocks."""
+    extra = set(config) - {"arch", "image_shape", "channels", "blocks"}
+    if extra:
+        raise bad(f"unknown entries {sorted(extra)}")
+    _check_side(config, bad)
+    channels, (lo, hi), (s_lo, s_hi) = (config.get("channels"), CONFIG_BOUNDS["channels"],
+                                         CONFIG_BOUNDS["scales"])
+    if not isinstance(channels, list) or not s_lo <= len(channels) <= s_hi or not all(
+            type(c) is int and lo <= c <= hi for c in channels):
+        raise bad(f"channels must be {s_lo} to {s_hi} integers in [{lo}, {hi}]")
+    lo, hi = CONFIG_BOUNDS["blocks"]
+    if type(config.get("blocks")) is not int or not lo <= config["blocks"] <= hi:
+        raise bad(f"blocks must be an integer in [{lo}, {hi}]")
     return config

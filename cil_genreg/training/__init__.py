@@ -1,4 +1,5 @@
-"""Training of the package's generative models: VAE, autoencoder and WGAN-GP.
+"""Training of the package's generative models (VAE, autoencoder and WGAN-GP) and of the learned
+peers they are compared with (a Plug-and-Play denoiser, a post-processing network).
 
 Objectives, for images ``x`` in [0, 1] of shape (1, H, W), averaged over a minibatch:
 
@@ -15,6 +16,10 @@ Objectives, for images ``x`` in [0, 1] of shape (1, H, W), averaged over a minib
   ``D(G(z)) - D(x) + lambda_gp (||grad D(x_hat)||_2 - 1)^2`` with ``x_hat`` on random segments
   between real and generated images; the generator minimises ``-D(G(z))``, one generator step
   every ``n_critic`` critic steps; Adam with betas (0, 0.9).
+* **denoiser** (DRUNet-style, for Plug-and-Play): ``L = ||D_sigma(x + sigma n, sigma) - x||_2^2``,
+  ``n ~ N(0, I)``, ``sigma ~ U(sigma_min, sigma_max)`` per image (``sigma_range``).
+* **postprocess** (FBPConvNet): ``L = ||P(x_0) - x||_2^2`` on pairs (FBP image ``x_0``, truth ``x``)
+  of one geometry.
 
 The learning rate follows a cosine schedule from ``lr`` to ``lr * lr_final_fraction`` (a function
 of the step number only, so a resumed run follows the same schedule).
@@ -42,11 +47,12 @@ refused. A loss or weights that turn NaN or Inf stop it with
 """
 from .guards import TrainingDivergedError
 from .state import STATE_SUFFIX, load_state, save_state
-from .steps import STEPS, ae_step, gradient_penalty, kl_divergence, vae_step, wgan_gp_step
+from .steps import (STEPS, ae_step, denoiser_step, gradient_penalty, kl_divergence,
+                    postprocess_step, vae_step, wgan_gp_step)
 from .trainer import Trainer, TrainResult, cosine_lr, train
 from .validation import latent_fit_psnr, reconstruction_psnr, validation_psnr
 
 __all__ = ["train", "Trainer", "TrainResult", "STEPS", "vae_step", "ae_step", "wgan_gp_step",
-           "kl_divergence", "gradient_penalty", "latent_fit_psnr", "reconstruction_psnr",
-           "validation_psnr", "cosine_lr", "load_state", "save_state", "STATE_SUFFIX",
+           "kl_divergence", "gradient_penalty", "denoiser_step", "postprocess_step",
+           "latent_fit_psnr", "reconstruction_psnr", "validation_psnr", "cosine_lr", "load_state", "save_state", "STATE_SUFFIX",
            "TrainingDivergedError"]

@@ -66,6 +66,23 @@ def check_settings(epochs, batch_size, lr, latent_dim, width, beta, kl_warmup_ep
         check_int(threads, "threads")
 
 
+def check_sigma_range(sigma_range):
+    """Refuse a denoiser's noise-level range that is not ``0 <= lo <= hi``, ``hi > 0``.
+
+    Raises
+    ------
+    ValueError
+    """
+    try:
+        lo, hi = (float(s) for s in sigma_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigma_range must be two numbers (lo, hi), got {sigma_range!r}.") \
+            from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi and hi > 0):
+        raise ValueError(f"sigma_range must have 0 <= lo <= hi and hi > 0 (noise standard "
+                         f"deviations, images in [0, 1]), got ({lo:g}, {hi:g}).")
+
+
 def check_not_constant(x, name="data"):
     """Refuse images that are one constant value throughout (nothing to learn).
 

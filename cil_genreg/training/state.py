@@ -17,6 +17,9 @@ from .guards import resume_from_weights
 
 #: what is appended to a checkpoint path for its training state
 STATE_SUFFIX = ".state.pt"
+#: the metadata key of the held-out PSNR, per architecture (default: reconstruction)
+VALIDATION_KEYS = {"gan": "held_out_latent_fit_psnr_db", "drunet": "held_out_denoising_psnr_db",
+                   "fbpconvnet": "held_out_postprocessing_psnr_db"}
 
 
 def state_path(checkpoint):
@@ -167,8 +170,8 @@ def save_state(trainer, epoch, history, info):
         "images_per_second": float(np.mean([h["images_per_second"] for h in history])),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "machine": platform.machine(), "device": str(device)})
+    meta["training_seconds"] = float(sum(h["seconds"] for h in history))
     if "val_psnr_db" in last:
-        key = ("held_out_latent_fit_psnr_db" if info.get("arch") == "gan" else
-               "held_out_reconstruction_psnr_db")
+        key = VALIDATION_KEYS.get(info.get("arch"), "held_out_reconstruction_psnr_db")
         meta[key] = last["val_psnr_db"]
     save_checkpoint(net, trainer.checkpoint, meta)

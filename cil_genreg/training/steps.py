@@ -1,7 +1,9 @@
 """One optimisation step per model kind, each ``step(trainer, x, step) -> loss`` on a batch
 ``x`` (B, 1, H, W): the VAE's reparameterised loss with its KL warm-up, the autoencoder's
 reconstruction loss, and WGAN-GP's critic step (with its gradient penalty) and, every
-``n_critic`` steps, a generator step.
+``n_critic`` steps, a generator step; and the networks the generative models are compared
+with: the Plug-and-Play denoiser's noise-level-conditioned denoising loss and the
+post-processing network's supervised loss on (FBP, truth) pairs.
 """
 import torch
 
@@ -102,7 +104,21 @@ def _descend(trainer, per_image, x):
     return per_image.detach().sum() / max(1, x.shape[0])
 
 
-class PerImageLoss(torch.nn.Module):
+class _NetworkLoss(torch.nn.Module):
+    """A per-image loss of the network ``net`` as a module (DDP wraps it; its ``forward`` arms
+    DDP's gradient hooks).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+
+class PerImageLoss(_NetworkLoss):
     """The per-image loss of a VAE or AE as one ``forward`` (what DistributedDataParallel wraps:
     its gradient hooks are armed by ``forward``, and ``encode`` is not one):
     ``||x - G(mu + sigma eps)||^2 + beta KL`` (VAE, given ``eps``) or ``||x - G(E(x))||^2``
@@ -113,10 +129,6 @@ class PerImageLoss(torch.nn.Module):
     net : torch.nn.Module
         a VAE or Autoencoder.
     """
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
 
     def forward(self, x, eps=None, beta=0.0):
         if eps is None:
@@ -167,5 +179,81 @@ def wgan_gp_step(trainer, x, step):
     return per_image.detach().sum() / max(1, x.shape[0])
 
 
+class DenoisingLoss(_NetworkLoss):
+    r"""The per-image loss of a denoiser :math:`D` as one ``forward`` (what DDP wraps):
+    :math:`\|D_\sigma(x + \sigma n, \sigma) - x\|_2^2`, summed over pixels.
+
+    Parameters
+    ----------
+    net : DRUNetDenoiser
+    """
+
+    def forward(self, x, sigma, noise):
+        level = sigma.reshape(-1, 1, 1, 1)
+        return (self.net(x + level * noise, sigma) - x).pow(2).flatten(1).sum(1)
+
+
+class PairLoss(_NetworkLoss):
+    r"""The per-image loss of a post-processing network :math:`P` on pairs stacked as two
+    channels, ``x[:, 0]`` the FBP image :math:`x_0`, ``x[:, 1]`` the truth :math:`x`:
+    :math:`\|P(x_0) - x\|_2^2`, summed over pixels.
+
+    Parameters
+    ----------
+    net : PostProcessingUNet
+    """
+
+    def forward(self, pairs):
+        return (self.net(pairs[:, :1]) - pairs[:, 1:]).pow(2).flatten(1).sum(1)
+
+
+def denoiser_step(trainer, x, step):
+    r"""One Adam step on :math:`\|D_\sigma(x + \sigma n, \sigma) - x\|^2`,
+    :math:`n \sim N(0, I)`, :math:`\sigma \sim U(\sigma_{min}, \sigma_{max})` per image
+    (``trainer.sigma_range``).
+
+    Parameters
+    ----------
+    trainer : Trainer
+    x : torch.Tensor
+        clean images (B, 1, H, W).
+    step : int
+        the global step number (unused).
+
+    Returns
+    -------
+    torch.Tensor
+        the batch's mean loss.
+    """
+    lo, hi = trainer.sigma_range
+    sigma = lo + (hi - lo) * trainer.batch_noise(1, uniform=True)[:, 0]
+    noise = trainer.batch_noise(x[0].numel()).reshape(x.shape)
+    return _descend(trainer, trainer.per_image_loss(x, sigma, noise), x)
+
+
+def postprocess_step(trainer, x, step):
+    r"""One Adam step on :math:`\|P(x_0) - x\|^2` for pairs ``x`` (B, 2, H, W) (see
+    :class:`PairLoss`).
+
+    Parameters
+    ----------
+    trainer : Trainer
+    x : torch.Tensor
+        (B, 2, H, W): FBP images and truths.
+    step : int
+        the global step number (unused).
+
+    Returns
+    -------
+    torch.Tensor
+        the batch's mean loss.
+    """
+    return _descend(trainer, trainer.per_image_loss(x), x)
+
+
 #: the step function of each architecture
-STEPS = {"vae": vae_step, "ae": ae_step, "gan": wgan_gp_step}
+STEPS = {"vae": vae_step, "ae": ae_step, "gan": wgan_gp_step, "drunet": denoiser_step,
+         "fbpconvnet": postprocess_step}
+#: the per-image loss module of each architecture trained by :func:`_descend` (DDP wraps it)
+LOSSES = {"vae": PerImageLoss, "ae": PerImageLoss, "drunet": DenoisingLoss,
+          "fbpconvnet": PairLoss}

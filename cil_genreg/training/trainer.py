@@ -26,11 +26,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..utilities import distributed
-from ..datasets._common import image_batch
 from ..latent import resolve_device
 from ..models import architectures as _arch
+from .inputs import arch_of, model_and_arch, training_batch
 from . import guards, state as _state
-from .steps import STEPS, PerImageLoss
+from .steps import LOSSES, STEPS
 from .validation import validation_psnr
 
 
@@ -108,7 +108,7 @@ class Trainer:
         this process's place under torchrun (default: a world of one).
     **options
         ``beta``, ``kl_warmup_epochs`` (VAE), ``n_critic``, ``gp_weight`` (WGAN-GP),
-        ``lr_final_fraction``.
+        ``sigma_range`` (the denoiser's noise levels), ``lr_final_fraction``.
 
     Attributes
     ----------
@@ -118,7 +118,7 @@ class Trainer:
 
     def __init__(self, net, arch, x_all, device, epochs, batch_size, lr, x_val=None,
                  checkpoint=None, progress=True, beta=0.05, kl_warmup_epochs=2.0, n_critic=5,
-                 gp_weight=10.0, lr_final_fraction=0.05, ctx=None):
+                 gp_weight=10.0, lr_final_fraction=0.05, ctx=None, sigma_range=(0.0, 0.1)):
         self.ctx = ctx or distributed.Context(device=device)
         self.net, self.arch, self.x_all, self.device = net, arch, x_all, device
         self.n = int(x_all.shape[0])
@@ -127,6 +127,7 @@ class Trainer:
         self.beta, self.kl_warmup_epochs = beta, kl_warmup_epochs
         self.n_critic, self.gp_weight = n_critic, gp_weight
         self.lr_final_fraction = lr_final_fraction
+        self.sigma_range = tuple(float(s) for s in sigma_range)
         self.steps_per_epoch = math.ceil(self.n / self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
         self.step = STEPS[arch]
@@ -139,8 +140,8 @@ class Trainer:
         else:
             self.opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         self.callbacks = []
-        self.per_image_loss = (distributed.wrap(self.ctx, PerImageLoss(net))
-                               if arch != "gan" else None)
+        self.per_image_loss = (distributed.wrap(self.ctx, LOSSES[arch](net))
+                               if arch in LOSSES else None)
         self._batch, self._rows = 0, slice(None)
 
     @property
@@ -251,24 +252,12 @@ class Trainer:
         """The held-out PSNR; under torchrun each rank scores its share (GAN: rank 0's
         latent fit, the same on every rank) and the mean over all images is reduced."""
         if self.arch == "gan" or not self.ctx.distributed:
-            return validation_psnr(self.net, self.arch, self.x_val)
+            return validation_psnr(self.net, self.arch, self.x_val, self.sigma_range)
         mine = self.x_val[distributed.rank_rows(self.ctx, len(self.x_val))]
-        score = validation_psnr(self.net, self.arch, mine) * len(mine) if len(mine) else 0.0
+        score = (validation_psnr(self.net, self.arch, mine, self.sigma_range) * len(mine)
+                 if len(mine) else 0.0)
         score, scored = distributed.total(self.ctx, [score, len(mine)])
         return score / scored
-
-
-def _model(model, image_shape, latent_dim, width):
-    """The network to train and its architecture name."""
-    if isinstance(model, torch.nn.Module):
-        if tuple(model.image_shape) != image_shape:
-            raise ValueError(f"the model makes {model.image_shape} images but data are "
-                             f"{image_shape}.")
-        return model, model.config["arch"]
-    arch = {"autoencoder": "ae", "wgan": "gan"}.get(str(model).lower(), str(model).lower())
-    if arch not in _arch.ARCHITECTURES:
-        raise ValueError(f"model must be one of {list(_arch.ARCHITECTURES)}, got {model!r}.")
-    return _arch.build(arch, latent_dim=latent_dim, image_shape=image_shape, width=width), arch
 
 
 @guards.locked_checkpoint
@@ -276,16 +265,19 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
           device="cpu", checkpoint=None, resume=False, overwrite=False, beta=0.05,
           kl_warmup_epochs=2.0,
           width=16, val_data=None, n_critic=5, gp_weight=10.0, lr_final_fraction=0.05,
-          metadata=None, command=None, threads=None, progress=True):
-    """Train a VAE, an autoencoder or a WGAN-GP on images in [0, 1].
+          metadata=None, command=None, threads=None, progress=True, sigma_range=(0.0, 0.1)):
+    """Train a VAE, an autoencoder, a WGAN-GP, a Plug-and-Play denoiser or a post-processing
+    network on images in [0, 1].
 
     Parameters
     ----------
-    model : {"vae", "ae", "gan"} or a package model
+    model : {"vae", "ae", "gan", "denoiser", "postprocess"} or a package model
         what to train (a fresh model of that architecture, or an existing VAE / Autoencoder /
-        WGANGenerator to fine-tune).
+        WGANGenerator / DRUNetDenoiser / PostProcessingUNet to fine-tune).
     data : array (N, H, W) or (N, 1, H, W), or an object with ``as_array()``
-        training images, intensities in [0, 1] (other ranges are min-max scaled).
+        training images, intensities in [0, 1] (other ranges are min-max scaled); for
+        "postprocess" pairs (N, 2, H, W) of FBP images and truths, kept as they are
+        (:func:`cil_genreg.experiments.postprocess_data.fbp_pairs`).
     epochs : int
         total number of epochs (with ``resume``, including those already done).
     batch_size : int
@@ -328,6 +320,8 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
         ``torch.set_num_threads(threads)``.
     progress : bool
         show a tqdm progress bar with the loss.
+    sigma_range : (float, float)
+        the denoiser's noise levels: sigma ~ U(lo, hi) per image, 0 <= lo <= hi, hi > 0.
 
     Returns
     -------
@@ -358,19 +352,21 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
         torch.set_num_threads(int(threads))
     ctx = distributed.init(resolve_device(device))
     device = ctx.device
-    x_all = image_batch(data)
+    guards.check_sigma_range(sigma_range)
+    arch = arch_of(model)
+    x_all = training_batch(data, arch)
     if x_all.shape[0] == 0:
         raise ValueError("data holds no images.")
     guards.check_not_constant(x_all)
-    x_val = image_batch(val_data, "val_data") if val_data is not None else None
+    x_val = training_batch(val_data, arch, "val_data") if val_data is not None else None
     torch.manual_seed(int(seed))
-    net, arch = _model(model, tuple(x_all.shape[2:]), latent_dim, width)
+    net, arch = model_and_arch(model, tuple(x_all.shape[2:]), latent_dim, width)
     net = net.to(device).train()
     lr = float(lr if lr is not None else (1e-4 if arch == "gan" else 1e-3))
     trainer = Trainer(net, arch, x_all, device, epochs, batch_size, lr, x_val=x_val,
                       checkpoint=checkpoint, progress=progress, beta=beta,
                       kl_warmup_epochs=kl_warmup_epochs, n_critic=n_critic, gp_weight=gp_weight,
-                      lr_final_fraction=lr_final_fraction, ctx=ctx)
+                      lr_final_fraction=lr_final_fraction, ctx=ctx, sigma_range=sigma_range)
     trainer.callbacks.append(guards.stop_if_diverged)
     start_epoch, history = 0, []
     if resume:
@@ -378,5 +374,6 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
                                                  trainer.n, progress and ctx.is_main)
     info = dict(metadata or {}, arch=arch, seed=int(seed), lr=lr, batch_size=int(batch_size),
                 beta=beta if arch == "vae" else None,
-                kl_warmup_epochs=kl_warmup_epochs if arch == "vae" else None, command=command)
+                kl_warmup_epochs=kl_warmup_epochs if arch == "vae" else None, command=command,
+                sigma_range=list(map(float, sigma_range)) if arch == "drunet" else None)
     return trainer.run(start_epoch, history, info)

@@ -54,8 +54,45 @@ def reconstruction_psnr(model, data, batch_size=256):
     return float(torch.cat(values).mean())
 
 
-def validation_psnr(net, arch, x_val):
-    """The held-out PSNR (dB) reported each epoch: :func:`latent_fit_psnr` for a GAN, else
+@torch.no_grad()
+def network_psnr(net, arch, data, sigma_range=(0.0, 0.1), batch_size=64):
+    r"""Mean held-out PSNR (dB) of a denoiser, :math:`D_\sigma(x + \sigma n)` against
+    :math:`x` at the middle of ``sigma_range`` (noise seeded: the same every epoch), or of a
+    post-processing network, :math:`P(x_0)` against :math:`x` for pairs (N, 2, H, W).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    arch : {"drunet", "fbpconvnet"}
+    data : torch.Tensor
+    sigma_range : (float, float)
+    batch_size : int
+
+    Returns
+    -------
+    float
+    """
+    device = next(net.parameters()).device
+    was = net.training
+    net.eval()
+    sigma = 0.5 * (sigma_range[0] + sigma_range[1])
+    noise = torch.Generator().manual_seed(0)
+    values = []
+    for i in range(0, len(data), batch_size):
+        x = data[i:i + batch_size]
+        if arch == "drunet":
+            v = x + sigma * torch.randn(x.shape, generator=noise)
+            out, truth = net(v.to(device), sigma), x
+        else:
+            out, truth = net(x[:, :1].to(device)), x[:, 1:]
+        values.append(batch_psnr(out, truth.to(device)).cpu())
+    net.train(was)
+    return float(torch.cat(values).mean())
+
+
+def validation_psnr(net, arch, x_val, sigma_range=(0.0, 0.1)):
+    """The held-out PSNR (dB) reported each epoch: :func:`latent_fit_psnr` for a GAN,
+    :func:`network_psnr` for a denoiser or post-processing network, else
     :func:`reconstruction_psnr`.
 
     Parameters
@@ -64,10 +101,14 @@ def validation_psnr(net, arch, x_val):
     arch : str
         "vae", "ae" or "gan".
     x_val : torch.Tensor
-        held-out images (N, 1, H, W).
+        held-out images (N, 1, H, W) (pairs (N, 2, H, W) for "fbpconvnet").
+    sigma_range : (float, float)
+        the denoiser's noise levels.
 
     Returns
     -------
     float
     """
+    if arch in ("drunet", "fbpconvnet"):
+        return network_psnr(net, arch, x_val, sigma_range)
     return latent_fit_psnr(net, x_val) if arch == "gan" else reconstruction_psnr(net, x_val)

@@ -7,11 +7,15 @@ them; :mod:`cil_genreg.physics.forward` builds the problems). Torch- and CIL-fre
 #: limited angle, fan beam over 360°
 GEOMETRIES = ("parallel", "limited", "fan")
 METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
-#: methods a comparison runs when asked (``--methods ... hybrid``): TV + soft together
-EXTRA_METHODS = ("hybrid",)
+#: methods a comparison runs when asked (``--methods ... hybrid``): TV + soft together, and the
+#: learned peers trained on the same images: Plug-and-Play with a denoiser, FBPConvNet
+EXTRA_METHODS = ("hybrid", "pnp", "postprocess")
+#: methods with no weight λ to choose: one run each
+NO_LAMBDA = ("fbp", "postprocess")
 ALL_METHODS = METHODS + EXTRA_METHODS
 LABELS = {"fbp": "FBP", "tv": "TV", "latent": "range (latent)", "range": "range",
-          "soft": "soft", "sparse": "sparse deviations", "hybrid": "TV + soft"}
+          "soft": "soft", "sparse": "sparse deviations", "hybrid": "TV + soft",
+          "pnp": "PnP (DRUNet)", "postprocess": "FBPConvNet"}
 #: λ per method, tuned on MNIST at 5 % noise: the grid of a full comparison (5 values), the
 #: three of ``cil-genreg demo``, the two of a ``--quick`` run, and the one default of
 #: ``cil-genreg reconstruct``
@@ -28,6 +32,10 @@ LAMBDAS = {
                "quick": (10.0, 30.0), "default": 30.0},
     "hybrid": {"grid": (3.0, 10.0, 30.0), "demo": (10.0, 30.0), "quick": (10.0,),
                "default": 10.0},
+    # PnP: the denoiser runs at sigma = sqrt(tau lam), tau = 1 / L = 1 / (2 ||A||^2); on MNIST
+    # at 10 angles ||A||^2 = 273, so lam = 0.1 to 10 is sigma = 0.014 to 0.14
+    "pnp": {"grid": (0.1, 0.3, 1.0, 3.0, 10.0), "demo": (0.3, 1.0, 3.0), "quick": (0.3, 3.0),
+            "default": 1.0},
 }
 #: the latent weight μ of soft and sparse (and of the hybrid's soft part)
 MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
