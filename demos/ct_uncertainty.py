@@ -15,8 +15,9 @@ chest CT slices.
   inside the 95 % interval, corr(std, |error|), the ESS and seconds per effective sample; and
   the share of the std image's spectral power inside the missing wedge (against the share of
   the wedge's area), for the limited-angle case;
-* outputs in ``--out``: ``ct_uncertainty.json`` and the figure ``ct_uncertainty.png`` (truth /
-  mean / std / |error|, one row per geometry).
+* outputs in ``--out``: ``ct_uncertainty.json``, the figure ``ct_uncertainty.png`` (truth /
+  mean / std / |error|, one row per geometry, std and error each on its own colour scale) and
+  the images as ``ct_uncertainty.npz``.
 """
 import argparse
 import json
@@ -111,11 +112,12 @@ def figure(panels, path, title):
     from cil_genreg.experiments.reports import save_figure
 
     fig, axes = plt.subplots(len(panels), 4, figsize=(10, 2.6 * len(panels)), squeeze=False)
-    top = max(max(p[1][2].max(), p[1][3].max()) for p in panels)
     for row, (name, (truth, mean, std, error)) in zip(axes, panels):
+        # std and error each on its own scale (the colour bars): the std can be far smaller
         for ax, (label, img, vmax, cmap) in zip(row, (
                 ("truth", truth, 1, "gray"), ("posterior mean", mean, 1, "gray"),
-                ("pixel std", std, top, "magma"), ("|mean − truth|", error, top, "magma"))):
+                ("pixel std", std, np.percentile(std, 99.5), "magma"),
+                ("|mean − truth|", error, np.percentile(error, 99.5), "magma"))):
             shown = ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax)
             ax.set_title(f"{name}: {label}", fontsize=8)
             ax.axis("off")
@@ -131,7 +133,7 @@ def main(argv=None):
     from cil_genreg.utilities.output_safety import check_output_files
 
     args = parse_args(argv)
-    names = ["ct_uncertainty.json", "ct_uncertainty.png"]
+    names = ["ct_uncertainty.json", "ct_uncertainty.png", "ct_uncertainty.npz"]
     check_output_files(args.out, names, overwrite=args.overwrite)
     torch.set_num_threads(1)
     G = load_generator(args.model)
@@ -151,6 +153,9 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, names[0]), "w") as f:
         json.dump({"settings": vars(args), "slices": reports}, f, indent=1)
+    np.savez_compressed(os.path.join(args.out, names[2]),
+                        **{f"{name.replace(' ', '_')}_{kind}": array for name, arrays in panels
+                           for kind, array in zip(("truth", "mean", "std", "error"), arrays)})
     figure(panels[:4], os.path.join(args.out, names[1]),
            f"latent posterior, {args.model}, {args.angles} angles, noise {args.noise:g}")
     print(f"written to {args.out}")
