@@ -34,7 +34,9 @@ RULES = {
     "demo": {"n": _count, "angles": _count, "iterations": _count},
     "reconstruct": {"lam": check_positive, "sigma": check_positive, "mu": check_non_negative,
                     "iterations": _count, "image_size": _count, "angles_deg": _count,
-                    "panel": _count, "start_lam": check_positive, "device": _device_name},
+                    "panel": _count, "start_lam": check_positive, "device": _device_name,
+                    "samples": _count, "chains": _count,
+                    "burn_in": lambda value, name: check_int(value, name, low=0)},
 }
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..utilities.defaults import METHODS, lambda_grids
 from ..utilities.output_safety import check_output_file
+from . import _posterior
 from .options import add_latent_prior_option
 from ..utilities.validation import check_angles, check_finite_array
 from ._data import load_array, load_sinogram
@@ -77,6 +78,7 @@ def add_parser(subparsers):
                    help="unit of the --angles file (default degree; angles that all lie within "
                    "2π are refused as likely radians unless the unit is given)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _posterior.add_options(p)
     return p
 
 
@@ -259,10 +261,13 @@ def run(args):
     from ..experiments import methods
     from ..experiments.parameter_choice import discrepancy_principle
 
-    check_output_file(args.out, overwrite=args.overwrite, suffixes=IMAGE_SUFFIXES,
-                      inputs=[args.data, args.angles, args.model])
+    for path in (args.out,) + _posterior.output_paths(args):
+        check_output_file(path, overwrite=args.overwrite, suffixes=IMAGE_SUFFIXES,
+                          inputs=[args.data, args.angles, args.model])
     y, ig = read_sinogram(args)
     if len(ig.shape) == 3:
+        if args.samples is not None:
+            raise ValueError("--samples draws the posterior of a 2D slice: not of a volume.")
         return _run_volume(args, y, ig)
     if distributed.launched():
         raise ValueError("a 2D sinogram has no slices to split over processes: run "
@@ -318,6 +323,8 @@ def run(args):
     residual = (A.direct(image) - y).norm()
     print(f"{args.method}{'' if lam is None else f' (λ = {lam:g})'}: image {array.shape} written "
           f"to {args.out}; ‖Ax − y‖ = {residual:.4g}")
+    if args.samples is not None:
+        _posterior.sample_and_write(args, A, y, lam, generator, image, write_image)
     return 0
 
 

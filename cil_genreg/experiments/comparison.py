@@ -1,6 +1,9 @@
 """The comparison harness: reconstruct a set of images by each method over its λ grid, choose λ
 by the discrepancy principle (no ground truth), once for the whole set ("fixed") and per image
-against the truth ("best", an oracle), and summarise PSNR / SSIM per method and choice.
+against the truth ("best", an oracle), and summarise PSNR / SSIM and the fine-detail scores
+(HFEN, lower is better; SSIM inside the truth's lungs, NaN where it has none) per method and
+choice. λ is chosen by PSNR only ("best" is the best PSNR): the detail scores are reported,
+not optimised.
 """
 import json
 import os
@@ -12,7 +15,7 @@ from ..physics.forward import initial_reconstruction, make_geometry, make_projec
 from ..physics.measurement import GaussianMeasurement
 from .methods import (ALL_METHODS, HYBRID_TV_FRACTION, METHODS, MU, NO_LAMBDA, lambda_grids,
                       load_generator, reconstruct)
-from ..utilities.metrics import psnr, ssim
+from ..utilities.metrics import hfen, lung_mask, masked_ssim, psnr, ssim
 from ..utilities.output_safety import check_output_files
 from .parameter_choice import discrepancy_principle
 from .reports import GEOMETRY_TITLES, comparison_figure, format_table, save_results
@@ -53,8 +56,8 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     Returns
     -------
     dict with ``rows`` (one per image × method × choice: image, angles, geometry, method,
-    choice ("discrepancy" or "best"), lam, psnr, ssim), ``summary`` (mean PSNR/SSIM per method
-    and choice) and ``examples`` (the first image's truth, data and reconstructions, for the
+    choice ("discrepancy" or "best"), lam, psnr, ssim, hfen, lung_ssim: see :func:`scores`),
+    ``summary`` (their means per method and choice) and ``examples`` (the first image's truth, data and reconstructions, for the
     figure).
     """
     from tqdm.auto import tqdm
@@ -93,11 +96,11 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
         recons, found = _each_method(A, y, sigma, x0, truth, methods, lambdas, options,
                                      bar.update)
         grid += [dict(image=k, **row) for row in found]
+        mask = lung_mask(truth)
         for key, (choice, lam, x) in recons.items():
             rows.append({"image": k, "angles": angles, "geometry": geometry,
                          "method": key.rstrip("*") if key != "fbp" else x0_label.lower(),
-                         "choice": choice, "lam": lam, "psnr": psnr(x, truth),
-                         "ssim": ssim(x, truth)})
+                         "choice": choice, "lam": lam, **scores(x, truth, mask)})
         if examples is None:
             examples = {"truth": truth.as_array().copy(), "data": y.as_array().copy(),
                         "recons": {key: x.as_array().copy() for key, (_, _, x) in recons.items()},
@@ -114,6 +117,7 @@ def _each_method(A, y, sigma, x0, truth, methods, lambdas, options, tick):
     (method, lam, psnr, ssim) per run."""
     recons, grid = {}, []
     start, tv_start = x0, None
+    mask = lung_mask(truth)
     iterations, tv_per_slice = options["iterations"], options["tv_per_slice"]
     for method in methods:
         if method in NO_LAMBDA:
@@ -144,8 +148,7 @@ def _each_method(A, y, sigma, x0, truth, methods, lambdas, options, tick):
             if lam not in found:
                 run(lam)
         for lam, x in found.items():
-            grid.append({"method": method, "lam": lam, "psnr": psnr(x, truth),
-                         "ssim": ssim(x, truth)})
+            grid.append({"method": method, "lam": lam, **scores(x, truth, mask)})
         best = max(found, key=lambda lam: psnr(found[lam], truth))
         recons[method] = ("discrepancy", choice.lam, choice.x)
         recons[method + "*"] = ("best", best, found[best])
@@ -163,13 +166,38 @@ def _fixed_lambda_rows(grid, angles, geometry):
         lams = sorted({g["lam"] for g in mine})
         best = max(lams, key=lambda lam: np.mean([g["psnr"] for g in mine if g["lam"] == lam]))
         rows += [{"image": g["image"], "angles": angles, "geometry": geometry, "method": method,
-                  "choice": "fixed", "lam": best, "psnr": g["psnr"], "ssim": g["ssim"]}
+                  "choice": "fixed", "lam": best, **{k: g[k] for k in SCORES}}
                  for g in mine if g["lam"] == best]
     return rows
 
 
+#: the scores of every row of a comparison (:func:`scores`)
+SCORES = ("psnr", "ssim", "hfen", "lung_ssim")
+
+
+def scores(x, truth, mask=None):
+    """The scores of one reconstruction: PSNR and SSIM (higher is better), HFEN (the relative
+    error of the fine detail, :func:`~cil_genreg.utilities.metrics.hfen`: lower is better) and
+    SSIM inside the truth's lungs (``mask``, its
+    :func:`~cil_genreg.utilities.metrics.lung_mask`; NaN when there are none, e.g. MNIST).
+
+    Parameters
+    ----------
+    x, truth : DataContainer or numpy.ndarray
+    mask : numpy.ndarray of bool, optional
+
+    Returns
+    -------
+    dict
+        ``{"psnr", "ssim", "hfen", "lung_ssim"}``.
+    """
+    return {"psnr": psnr(x, truth), "ssim": ssim(x, truth), "hfen": hfen(x, truth),
+            "lung_ssim": masked_ssim(x, truth, mask)}
+
+
 def summarise(rows):
-    """Mean PSNR and SSIM per (geometry, angles, method, choice), in the order of
+    """Mean scores (:data:`SCORES`; the lung SSIM over the images that have lungs, NaN when
+    none has) per (geometry, angles, method, choice), in the order of
     :data:`METHODS` and of the choices "initial", "discrepancy" (λ by the discrepancy principle,
     per image), "fixed" (the one λ best on average over the images) and "best" (λ best
     against the truth, per image: an oracle)."""
@@ -181,11 +209,16 @@ def summarise(rows):
     keys = sorted(groups, key=lambda k: (str(k[0]), k[1], order.get(k[2], 99),
                                          choices.get(k[3], 99)))
     return [{"geometry": g, "angles": a, "method": m, "choice": c, "images": len(rs),
-             "psnr": float(np.mean([r["psnr"] for r in rs])),
-             "ssim": float(np.mean([r["ssim"] for r in rs])),
+             **{k: _mean([r.get(k, np.nan) for r in rs]) for k in SCORES},
              "lam": (float(np.median([r["lam"] for r in rs])) if rs[0]["lam"] is not None
                      else None)}
             for (g, a, m, c), rs in ((k, groups[k]) for k in keys)]
+
+
+def _mean(values):
+    """The mean of the finite values (NaN when there are none)."""
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05,

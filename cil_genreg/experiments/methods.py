@@ -120,7 +120,7 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     :class:`~cil_genreg.PatchGenerativeRegulariser` (soft, sparse, range, hybrid).
     """
     from cil.optimisation.algorithms import FISTA
-    from cil.optimisation.functions import L2NormSquared, LeastSquares, TotalVariation
+    from cil.optimisation.functions import LeastSquares, TotalVariation
     if method not in ALL_METHODS or method == "fbp":
         raise ValueError(f"method must be one of {ALL_METHODS[1:]}, got {method!r}")
     needs = {"pnp": ("denoiser", denoiser), "postprocess": ("postprocessor", postprocessor)}
@@ -141,11 +141,8 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
                             mu=MU["hybrid"] if mu is None else mu, callbacks=callbacks,
                             **solver_options)
     if method == "latent":
-        f = LatentLeastSquares(A, generator, y, **solver_options)
-        algo = LatentLBFGS(initial=_encoded(x0, f), f=f + lam * L2NormSquared(),
-                           max_iteration=iterations, update_objective_interval=iterations)
-        algo.run(iterations, verbose=0, callbacks=callbacks)
-        return f.image(algo.solution)
+        f, z = latent_map(A, y, lam, generator, x0, iterations, callbacks, **solver_options)
+        return f.image(z)
     if method == "tv":
         g = TotalVariation(max_iteration=10, warm_start=True)
         if tv_per_slice and len(ig.shape) == 3:
@@ -167,6 +164,35 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
                  g=lam * g, update_objective_interval=iterations)
     algo.run(iterations, verbose=0, callbacks=callbacks)
     return algo.solution
+
+
+def latent_map(A, y, lam, generator, x0=None, iterations=100, callbacks=None,
+               **solver_options):
+    r"""The latent method's solution :math:`z^* = \arg\min_z \|A G(z) - y\|^2 +
+    \lambda\|z\|^2` by :class:`~cil_genreg.algorithms.LatentLBFGS` from the encoder's code of
+    ``x0`` (z = 0 without an encoder); at :math:`\lambda = \sigma^2` the mode of the latent
+    posterior that :class:`~cil_genreg.algorithms.LatentPosteriorSampler` samples.
+
+    Parameters
+    ----------
+    A, y : the projector and the data.
+    lam : float
+    generator : torch.nn.Module (at the image's size: see :func:`generator_for`).
+    x0 : DataContainer, optional
+    iterations : int
+    callbacks : list, optional
+
+    Returns
+    -------
+    (LatentLeastSquares, VectorData)
+        :math:`f(z) = \|A G(z) - y\|^2` and :math:`z^*`.
+    """
+    from cil.optimisation.functions import L2NormSquared
+    f = LatentLeastSquares(A, generator, y, **solver_options)
+    algo = LatentLBFGS(initial=_encoded(x0, f), f=f + lam * L2NormSquared(),
+                       max_iteration=iterations, update_objective_interval=iterations)
+    algo.run(iterations, verbose=0, callbacks=callbacks)
+    return f, algo.solution
 
 
 def generator_for(generator, geometry):

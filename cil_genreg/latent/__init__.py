@@ -1,6 +1,8 @@
 r"""Torch-only latent solvers (no CIL import): the inner problem of every generative regulariser,
 
-.. math:: z^* = \underset{z}{\text{argmin}}\; \varphi(v - G(z)) + c\|z\|_2^2 .
+.. math:: z^* = \underset{z}{\text{argmin}}\; \varphi(v - G(z)) + c\|z\|_2^2 ,
+
+and Langevin sampling of a latent posterior :math:`p(w) \propto e^{-U(w)}` (:mod:`.langevin`).
 """
 from .generator import (GeneratorAdapter, encode_mean, frozen, jacobian_norm_squared,
                         resolve_device)
@@ -8,9 +10,12 @@ from .misfits import SquaredMisfit, HuberMisfit, NegatedInnerProduct
 from .coupling import LatentChain
 from .solver import LatentSolver, LatentSolution, SolverStats, OPTIMISERS
 from .quasi_newton import BFGSMemory, LBFGSMemory, QuasiNewtonIteration, batched_quasi_newton
+from .langevin import (ChainDivergedError, LangevinChain, MALA_TARGET_ACCEPTANCE,
+                       effective_sample_size)
 
 __all__ = ["GeneratorAdapter", "resolve_device", "frozen", "encode_mean",
            "jacobian_norm_squared", "SquaredMisfit", "HuberMisfit", "NegatedInnerProduct",
            "LatentSolver", "LatentSolution", "SolverStats", "OPTIMISERS", "batched_quasi_newton",
            "QuasiNewtonIteration", "LatentChain",
-           "BFGSMemory", "LBFGSMemory"]
+           "BFGSMemory", "LBFGSMemory", "LangevinChain", "ChainDivergedError",
+           "MALA_TARGET_ACCEPTANCE", "effective_sample_size"]

@@ -1,0 +1,64 @@
+"""`cil-genreg reconstruct --samples N`: the latent posterior's mean and std written beside the
+reconstruction; refused, before anything runs, where there is no sampler."""
+import numpy as np
+import pytest
+
+from cil_genreg import datasets
+from cil_genreg.cli import main as cli_main
+from cil_genreg.physics import forward
+
+
+@pytest.fixture(scope="module")
+def sinogram(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sino")
+    truth = datasets.held_out_digits(1, seed=3)[0]
+    ig, ag = forward.make_geometry(28, 10)
+    A = forward.make_projector(ig, ag)
+    x = ig.allocate(None)
+    x.fill(truth)
+    y, sigma = forward.add_noise(A.direct(x), 0.05, rng=0)
+    np.save(d / "sino.npy", y.as_array())
+    return d, truth, sigma
+
+
+def _argv(d, sigma, out, *extra):
+    return ["reconstruct", "--data", str(d / "sino.npy"), "--angles-deg", "10", "--quiet",
+            "--sigma", f"{sigma:.6g}", "--out", str(out)] + list(extra)
+
+
+def test_samples_write_the_posterior_mean_and_std(sinogram, capsys):
+    d, truth, sigma = sinogram
+    out = d / "latent.npy"
+    assert cli_main(_argv(d, sigma, out, "--method", "latent", "--iterations", "20",
+                          "--samples", "40", "--burn-in", "40")) == 0
+    mean, std = np.load(d / "latent_mean.npy"), np.load(d / "latent_std.npy")
+    assert mean.shape == std.shape == (28, 28)
+    assert np.isfinite(mean).all() and np.isfinite(std).all() and (std >= 0).all()
+    assert std.max() > 0
+    assert np.sqrt(np.mean((mean - truth) ** 2)) < 0.25
+    text = capsys.readouterr().out
+    assert "posterior" in text and "acceptance" in text and "latent_std.npy" in text
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--method", "soft", "--samples", "10"], "--method latent"),
+    (["--method", "latent", "--samples", "0"], "--samples"),
+    (["--method", "latent", "--samples", "10", "--burn-in", "-1"], "--burn-in"),
+])
+def test_samples_are_refused_for_other_methods_and_bad_counts(sinogram, capsys, extra, match):
+    d, _, sigma = sinogram
+    status = cli_main(_argv(d, sigma, d / "refused.npy", *extra))
+    assert status != 0 and match in capsys.readouterr().err
+    assert not (d / "refused.npy").exists()
+
+
+def test_samples_need_sigma_and_do_not_overwrite(sinogram, capsys):
+    d, _, sigma = sinogram
+    argv = _argv(d, sigma, d / "x.npy", "--method", "latent", "--samples", "5")
+    argv.remove("--sigma")
+    argv.remove(f"{sigma:.6g}")
+    assert cli_main(argv) != 0 and "--sigma" in capsys.readouterr().err
+    (d / "y_std.npy").write_bytes(b"keep")
+    assert cli_main(_argv(d, sigma, d / "y.npy", "--method", "latent", "--samples", "5")) != 0
+    assert "y_std.npy" in capsys.readouterr().err and not (d / "y.npy").exists()
+    assert (d / "y_std.npy").read_bytes() == b"keep"
