@@ -84,6 +84,8 @@ def parse_args(argv=None):
                    help="angular range of --geometry limited, in degrees")
     p.add_argument("--full-size", action="store_true",
                    help="also the slices at 512x512 with the patch prior of --patch-model")
+    p.add_argument("--full-only", action="store_true",
+                   help="only the 512x512 comparison of --full-size (not the --size one)")
     p.add_argument("--inner-iterations", type=int, default=3,
                    help="latent iterations per proximal map of the generative regularisers, "
                         "warm-started from the previous map (as CIL's TV runs a few inner "
@@ -178,12 +180,13 @@ def main(argv=None):
     try:
         physics = measurement(args.physics, noise=args.noise, dose=args.dose)
         images, described = load_images(args, native=scanner)
-        full = load_images(args, native=True)[0] if args.full_size else None
+        full = (load_images(args, native=True)[0] if args.full_size or args.full_only
+                else None)
     except (FileNotFoundError, ValueError) as err:
         print(f"ct_tomography: {err}", file=sys.stderr)
         return 2
     name, tag = f"ct{args.size}_{data_tag(args)}", data_tag(args)
-    names = comparison.output_names(name, args.geometry, args.angles)
+    names = [] if args.full_only else comparison.output_names(name, args.geometry, args.angles)
     if full is not None:
         names += comparison.output_names(f"ct{full.shape[-1]}_patches_{tag}", args.geometry,
                                          args.angles)
@@ -202,15 +205,17 @@ def main(argv=None):
                   progress=not args.quiet, mu=MU, start_from=args.start,
                   overwrite=True, limited_span=args.limited_span, measurement=physics,
                   regulariser_options={"max_iteration": args.inner_iterations})
-    summary = comparison.run_comparison(
-        images, generator, name, methods=args.methods, title=f"CT {args.size}²",
-        meta={"model": args.model, "data": described, "denoiser": args.denoiser,
-              "postprocess": args.postprocess},
-        size=args.size, **{k: v for k, v in peers.values()}, **common)
-    timing = dict(timings(args, images, physics, generator, lambdas, peers,
-                          common["regulariser_options"]),
-                  size=args.size, iterations=args.iterations,
-                  inner_iterations=args.inner_iterations)
+    summary, timing = [], {}
+    if not args.full_only:
+        summary = comparison.run_comparison(
+            images, generator, name, methods=args.methods, title=f"CT {args.size}²",
+            meta={"model": args.model, "data": described, "denoiser": args.denoiser,
+                  "postprocess": args.postprocess},
+            size=args.size, **{k: v for k, v in peers.values()}, **common)
+        timing = dict(timings(args, images, physics, generator, lambdas, peers,
+                              common["regulariser_options"]),
+                      size=args.size, iterations=args.iterations,
+                      inner_iterations=args.inner_iterations)
     if full is not None:
         summary += full_size(args, full, tag, described, common)
     os.makedirs(args.out, exist_ok=True)
