@@ -201,7 +201,8 @@ def main(argv=None):
                   backend=args.backend, device=args.device, seed=args.seed,
                   progress=not args.quiet, mu=MU, start_from=args.start,
                   overwrite=True, limited_span=args.limited_span, measurement=physics,
-                  regulariser_options={"max_iteration": args.inner_iterations})
+                  regulariser_options={"max_iteration": args.inner_iterations,
+                                       **options.precision_options(args)})
     summary = comparison.run_comparison(
         images, generator, name, methods=args.methods, title=f"CT {args.size}²",
         meta={"model": args.model, "data": described, "denoiser": args.denoiser,

@@ -130,3 +130,19 @@ def test_bfloat16_prox_is_close_to_float32():
     out = [SoftGenerativeRegulariser(G, precision=p).proximal(x, 0.5).as_array()
            for p in ("float32", "bfloat16")]
     assert np.linalg.norm(out[1] - out[0]) / np.linalg.norm(out[0]) < 2e-2
+
+
+def test_demos_refuse_float16_on_the_cpu_with_what_to_do(tmp_path, capsys):
+    import argparse
+    from cil_genreg.cli import main
+    from cil_genreg.commands import options
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["demo", "--precision", "float16", "--out", str(tmp_path)]) == 1
+    assert "bfloat16" in capsys.readouterr().err
+    args = argparse.Namespace(backend="astra", device="cpu", precision="float16")
+    assert options.backend_refusal(args) == 1 and "bfloat16" in capsys.readouterr().err
+    args.precision = "bfloat16"
+    assert options.backend_refusal(args) is None
+    assert options.precision_options(args) == {"precision": "bfloat16"}
+    assert not list(tmp_path.iterdir())
