@@ -122,6 +122,9 @@ class GeneratorAdapter:
         self.device = resolve_device(device)
         self.precision = precision
         self.autocast_dtype = check_precision(precision, self.device)
+        #: the relative rounding of the generator's output (for the solver's line search)
+        self.value_eps = None if self.autocast_dtype is None else \
+            torch.finfo(self.autocast_dtype).eps
         self.module = own_copy(generator, self.device)
         #: the module's parameters, for :func:`frozen` (its weights are loaded in place, never
         #: replaced, while the package uses it)

@@ -360,7 +360,7 @@ class LatentSolver:
         memory = self._memory.get(key) if self.warm_start else None
         z, values, images, iterations, _, memory = batched_quasi_newton(
             fg, z, memory if memory is not None else self._new_memory(dense),
-            self.max_iter if max_iter is None else max_iter, tol)
+            self.max_iter if max_iter is None else max_iter, tol, self.adapter.value_eps)
         if self.warm_start:
             self._memory[key] = memory
             if last and torch.equal(last[0], z):
