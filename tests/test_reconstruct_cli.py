@@ -111,7 +111,8 @@ def test_precision_option_runs_bfloat16_and_refuses_what_cannot_run(sinogram, ca
     d, truth, _ = sinogram
     common = ["--data", str(d / "sino.npy"), "--angles", str(d / "angles.npy"), "--quiet"]
     assert cli_main(["reconstruct", "--method", "soft", "--precision", "bfloat16",
-                     "--iterations", "20", "--out", str(d / "soft_bf16.npy")] + common) == 0
+                     "--inner-iterations", "2", "--iterations", "20",
+                     "--out", str(d / "soft_bf16.npy")] + common) == 0
     assert metrics.psnr(np.load(d / "soft_bf16.npy"), truth) > 15
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:  # argparse: one of the supported values
@@ -124,6 +125,9 @@ def test_precision_option_runs_bfloat16_and_refuses_what_cannot_run(sinogram, ca
     assert cli_main(["reconstruct", "--method", "tv", "--precision", "bfloat16",
                      "--out", str(d / "x.npy")] + common) == 1
     assert "drop --precision" in capsys.readouterr().err
+    assert cli_main(["reconstruct", "--method", "soft", "--inner-iterations", "0",
+                     "--out", str(d / "x.npy")] + common) == 2
+    assert "--inner-iterations must be an integer >= 1" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert cli_main(["reconstruct", "--method", "soft", "--device", "cuda",
                          "--precision", "float16", "--out", str(d / "x.npy")] + common) == 1
