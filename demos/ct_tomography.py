@@ -204,7 +204,8 @@ def main(argv=None):
                   backend=args.backend, device=args.device, seed=args.seed,
                   progress=not args.quiet, mu=MU, start_from=args.start,
                   overwrite=True, limited_span=args.limited_span, measurement=physics,
-                  regulariser_options={"max_iteration": args.inner_iterations})
+                  regulariser_options={"max_iteration": args.inner_iterations,
+                                       **options.precision_options(args)})
     summary, timing = [], {}
     if not args.full_only:
         summary = comparison.run_comparison(

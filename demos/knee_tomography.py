@@ -100,7 +100,7 @@ def main(argv=None):
         noise=args.noise, iterations=args.iterations, methods=args.methods, lambdas=lambdas,
         out=args.out, backend=args.backend, device=args.device, seed=args.seed,
         progress=not args.quiet, title="fastMRI knee", start_from=args.start,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, regulariser_options=options.precision_options(args),
         meta={"model": args.model, "data": os.path.abspath(args.data)})
     print("\nthe talk's numbers (its knee model and noise; PSNR in dB):")
     for count, row in TALK.items():

@@ -42,7 +42,8 @@ def main(argv=None):
         n=args.n, angles=args.angles, geometries=args.geometry, noise=args.noise,
         iterations=args.iterations, methods=args.methods, model=args.model, lambdas=lambdas,
         out=args.out, backend=args.backend, device=args.device, seed=args.seed,
-        progress=not args.quiet, start_from=args.start, overwrite=args.overwrite)
+        progress=not args.quiet, start_from=args.start, overwrite=args.overwrite,
+        regulariser_options=options.precision_options(args))
     return {"summary": summary, "out": args.out}
 
 

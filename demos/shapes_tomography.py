@@ -54,6 +54,7 @@ def main(argv=None):
         methods=args.methods, lambdas=lambdas, out=args.out, backend=args.backend,
         device=args.device, seed=args.seed, progress=not args.quiet, mu=MU,
         start_from=args.start, overwrite=args.overwrite,
+        regulariser_options=options.precision_options(args),
         meta={"model": args.model, "data": "shapes, held-out stream"}, title="shapes")
     return {"summary": summary, "out": args.out}
 

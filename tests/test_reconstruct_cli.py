@@ -104,3 +104,32 @@ def test_latent_prior_option_uses_a_fitted_prior_or_says_how_to_get_one(sinogram
         images[prior] = np.load(tmp_path / f"{prior}.npy")
     np.testing.assert_array_equal(images["auto"], images["fitted"])
     assert np.abs(images["fitted"] - images["standard"]).max() > 1e-3
+
+
+def test_precision_option_runs_bfloat16_and_refuses_what_cannot_run(sinogram, capsys):
+    import torch
+    d, truth, _ = sinogram
+    common = ["--data", str(d / "sino.npy"), "--angles", str(d / "angles.npy"), "--quiet"]
+    assert cli_main(["reconstruct", "--method", "soft", "--precision", "bfloat16",
+                     "--inner-iterations", "2", "--iterations", "20",
+                     "--out", str(d / "soft_bf16.npy")] + common) == 0
+    assert metrics.psnr(np.load(d / "soft_bf16.npy"), truth) > 15
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # argparse: one of the supported values
+        cli_main(["reconstruct", "--method", "soft", "--precision", "half",
+                  "--out", str(d / "x.npy")] + common)
+    assert exit_.value.code == 2 and "invalid choice: 'half'" in capsys.readouterr().err
+    assert cli_main(["reconstruct", "--method", "soft", "--precision", "float16",
+                     "--out", str(d / "x.npy")] + common) == 1
+    assert "bfloat16" in capsys.readouterr().err  # what to use on the CPU instead
+    assert cli_main(["reconstruct", "--method", "tv", "--precision", "bfloat16",
+                     "--out", str(d / "x.npy")] + common) == 1
+    assert "drop --precision" in capsys.readouterr().err
+    assert cli_main(["reconstruct", "--method", "soft", "--inner-iterations", "0",
+                     "--out", str(d / "x.npy")] + common) == 2
+    assert "--inner-iterations must be an integer >= 1" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli_main(["reconstruct", "--method", "soft", "--device", "cuda",
+                         "--precision", "float16", "--out", str(d / "x.npy")] + common) == 1
+        assert "--device cpu" in capsys.readouterr().err
+    assert not (d / "x.npy").exists()

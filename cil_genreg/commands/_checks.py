@@ -35,7 +35,7 @@ RULES = {
     "reconstruct": {"lam": check_positive, "sigma": check_positive, "mu": check_non_negative,
                     "iterations": _count, "image_size": _count, "angles_deg": _count,
                     "panel": _count, "start_lam": check_positive, "device": _device_name,
-                    "samples": _count, "chains": _count,
+                    "samples": _count, "chains": _count, "inner_iterations": _count,
                     "burn_in": lambda value, name: check_int(value, name, low=0)},
 }
 

@@ -2,7 +2,8 @@
 box with the shipped ``mnist-vae``, small enough to finish in about three minutes on 2 cores."""
 import os
 
-from .options import add_comparison_options, add_run_options
+from .options import (add_comparison_options, add_run_options, check_precision_option,
+                      precision_options)
 
 NAME = "demo"
 HELP = "reconstruct held-out MNIST digits by FBP, TV and the generative regularisers"
@@ -26,10 +27,12 @@ def run(args):
     check_output_files(args.out, output_names("mnist", args.geometry, args.angles)
                        + ["summary.json"], overwrite=args.overwrite)
     check_backend(args.backend, args.device)
+    check_precision_option(args)
     mnist_comparison(n=args.n, angles=args.angles, geometries=args.geometry,
                      iterations=args.iterations, methods=args.methods, model=args.model,
                      latent_prior=args.latent_prior,
                      lambdas=lambda_grids("demo"), out=args.out, backend=args.backend,
                      device=args.device, seed=args.seed, progress=not args.quiet,
-                     start_from=args.start, overwrite=args.overwrite)
+                     start_from=args.start, overwrite=args.overwrite,
+                     regulariser_options=precision_options(args))
     return 0

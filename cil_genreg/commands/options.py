@@ -17,8 +17,52 @@ def add_latent_prior_option(p):
     return p
 
 
+#: the methods whose generator pass ``--precision`` sets
+PRECISION_METHODS = ("soft", "sparse", "range", "hybrid")
+
+
+def add_precision_option(p):
+    """``--precision`` (the generative regularisers' ``precision``: the generator's forward
+    pass under autocast; :func:`cil_genreg.latent.generator.check_precision`)."""
+    p.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="the generator's forward pass in soft, sparse, range and hybrid: "
+                        "float32, bfloat16 (CPU or GPU; relative error ~1e-2) or float16 "
+                        "(GPU only)")
+    return p
+
+
+def check_precision_option(args, method=None):
+    """Refuse, as an :class:`~cil_genreg.utilities.validation.InputError` saying what to do,
+    ``args.precision`` on ``args.device`` (float16 off CUDA) or for a ``method`` whose
+    generator pass it does not set.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        with ``precision`` and ``device``.
+    method : str, optional
+    """
+    import torch
+    from ..latent.generator import check_precision
+    from ..utilities.validation import InputError
+    precision = getattr(args, "precision", "float32")
+    cuda = str(getattr(args, "device", "cpu")).startswith(("cuda", "gpu"))
+    check_precision(precision, torch.device("cuda" if cuda else "cpu"))
+    if precision != "float32" and method is not None and method not in PRECISION_METHODS:
+        raise InputError(f"--precision {precision} sets the generator pass of "
+                         f"{', '.join(PRECISION_METHODS)}; method {method!r} runs in float32: "
+                         "drop --precision.")
+
+
+def precision_options(args):
+    """The regulariser options of ``--precision``: ``{}`` for float32 (the default)."""
+    precision = getattr(args, "precision", "float32")
+    return {} if precision == "float32" else {"precision": precision}
+
+
 def add_run_options(p, model, out, seed_help="seed of the image choice and the noise"):
-    """``--model``, ``--latent-prior``, ``--out``, ``--backend``, ``--device``, ``--seed``, ``--quiet`` (no
+    """``--model``, ``--latent-prior``, ``--out``, ``--backend``, ``--device``, ``--precision``,
+    ``--seed``, ``--quiet`` (no
     progress bars) and ``--overwrite`` (replace an earlier run's outputs in ``--out``).
 
     Parameters
@@ -43,6 +87,7 @@ def add_run_options(p, model, out, seed_help="seed of the image choice and the n
                    help="projector: ASTRA (2D on CPU or GPU) or TIGRE (GPU only)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="projector and generator device")
+    add_precision_option(p)
     p.add_argument("--seed", type=int, default=0, help=seed_help)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--overwrite", action="store_true",
@@ -149,7 +194,8 @@ def chosen_lambdas(args, grids, quick_grids):
 
 
 def backend_refusal(args):
-    """For a demo's ``main``: None when ``args.backend`` / ``args.device`` can run here, else
+    """For a demo's ``main``: None when ``args.backend`` / ``args.device`` (and
+    ``args.precision``) can run here, else
     print ``error: ...`` (what to do instead) and return the exit status 1.
 
     Parameters
@@ -161,10 +207,12 @@ def backend_refusal(args):
     -------
     None or int
     """
+    from ..utilities.validation import InputError
     try:
         from ..physics.forward import check_backend
         check_backend(args.backend, args.device)
-    except DeviceUnavailableError as err:
+        check_precision_option(args)
+    except (DeviceUnavailableError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return None

@@ -225,11 +225,12 @@ def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05
                      iterations=100, methods=METHODS, model="mnist-vae", lambdas=None,
                      out=os.path.join("outputs", "mnist"), backend="astra", device="cpu",
                      seed=0, progress=True, echo=print, start_from="tv", overwrite=False,
-                     latent_prior="auto"):
+                     latent_prior="auto", regulariser_options=None):
     """The comparison on held-out MNIST digits, for each geometry and angle count:
     tables (``mnist_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in
     ``out``; the tables and soft's margin over TV are printed. Returns the summary rows.
-    ``latent_prior``: see :func:`cil_genreg.experiments.methods.load_generator`."""
+    ``latent_prior``: see :func:`cil_genreg.experiments.methods.load_generator`;
+    ``regulariser_options``: see :func:`compare`."""
     return run_comparison(held_out_digits(n, seed), load_generator(model, latent_prior), "mnist",
                           angles=angles, geometries=geometries, noise=noise,
                           iterations=iterations, methods=methods, lambdas=lambdas, out=out,
@@ -237,7 +238,7 @@ def mnist_comparison(n=20, angles=(10, 30), geometries=("parallel",), noise=0.05
                           echo=echo, meta={"model": model, "data": "MNIST test split",
                                            "start": start_from},
                           targets=SOFT_OVER_TV_TARGET, start_from=start_from, title="MNIST",
-                          overwrite=overwrite)
+                          overwrite=overwrite, regulariser_options=regulariser_options)
 
 
 def run_comparison(images, generator, name, angles=(10, 30), geometries=("parallel",),

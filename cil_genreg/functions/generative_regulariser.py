@@ -15,6 +15,7 @@ from cil.optimisation.functions import Function, ScaledFunction
 
 from ..utilities.bridge import as_tensor, from_tensor
 from ..latent import LatentChain, LatentSolver, encode_mean
+from ..latent.schedule import as_schedule
 from ..utilities.validation import (InputError, check_image, check_non_negative, check_out,
                                     check_positive, check_real)
 
@@ -84,6 +85,22 @@ class GenerativeRegulariser(Function):
     init : {"auto", "zeros", "encoder"}
         the first start (before any warm start): the generator's ``encode`` (a VAE's mean or an
         AE's code) of the target when it has one ("auto", "encoder"), else :math:`z = 0`.
+    latent_start : {"warm", "encoder", "warm+encoder"}
+        the start of every later latent step (amortised inference): "warm" (default) the
+        previous :math:`z^*`; "encoder" the encoder's code :math:`E(v)` of this step's target
+        :math:`v` (one encoder pass; a fitted prior's ``WhitenedGenerator`` gives
+        :math:`w = \Sigma^{-1/2}(E(v) - m)`); "warm+encoder" whichever of the two has the lower
+        latent objective (one batched pass without gradients). Both need an encoder.
+    inner_schedule : (int, int[, int[, str]]) or callable, optional
+        inexact proximal maps on a schedule: the :math:`k`-th proximal map (counted since
+        :meth:`reset`) runs at most :math:`m_k` inner iterations,
+        ``InnerSchedule(start, stop, length=50, kind="linear")``
+        (:class:`~cil_genreg.latent.InnerSchedule`), or ``callable(k)``; it replaces
+        ``max_iteration`` and ``inexact_max_iteration`` for proximal maps (the tolerance still
+        follows ``adaptive_tolerance``). None (default): no schedule.
+    precision : {"float32", "bfloat16", "float16"}
+        the generator's forward pass in float32 (default) or under autocast in bfloat16 (CPU,
+        CUDA) or float16 (CUDA only); see :class:`~cil_genreg.latent.GeneratorAdapter`.
     seed : int, optional
         seeds the random restarts.
     device : str, optional
@@ -117,11 +134,13 @@ class GenerativeRegulariser(Function):
     PRIMAL = "primal"
     CONJUGATE = "conjugate"
     INITS = ("auto", "zeros", "encoder")
+    LATENT_STARTS = ("warm", "encoder", "warm+encoder")
 
     def __init__(self, generator, latent_dim=None, geometry=None, *, optimiser="auto",
                  max_iteration=50, tolerance=1e-6, adaptive_tolerance=True, tolerance_max=1e-3,
                  inexact_max_iteration=3, restarts=0, warm_start=True, init="auto", seed=None,
-                 device=None, lr=None, threads="auto", latent_coupling=0.0, split_sum=None):
+                 device=None, lr=None, threads="auto", latent_coupling=0.0, split_sum=None,
+                 latent_start="warm", inner_schedule=None, precision="float32"):
         super().__init__()
         self.split_sum = split_sum
         self.latent_coupling = check_non_negative(latent_coupling, "latent_coupling")
@@ -129,13 +148,21 @@ class GenerativeRegulariser(Function):
         self.solver = LatentSolver(generator, latent_dim, optimiser=optimiser,
                                    max_iter=max_iteration, tol=tolerance, lr=lr,
                                    restarts=restarts, warm_start=warm_start, seed=seed,
-                                   device=device, threads=threads)
+                                   device=device, threads=threads, precision=precision)
         if init not in self.INITS:
             raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
+        if latent_start not in self.LATENT_STARTS:
+            raise ValueError(f"latent_start must be one of {self.LATENT_STARTS}, got "
+                             f"{latent_start!r}")
         encode = getattr(self.generator, "encode", None)
-        if init == "encoder" and encode is None:
-            raise ValueError(f"init='encoder' but {type(self.generator).__name__} has no "
-                             "encode method: use init='zeros'.")
+        for name, value in (("init", init), ("latent_start", latent_start)):
+            if "encoder" in value and encode is None:
+                raise ValueError(f"{name}={value!r} but {type(self.generator).__name__} has no "
+                                 f"encode method (a GAN): use {name}="
+                                 f"{'zeros' if name == 'init' else 'warm'!r}.")
+        self.latent_start = latent_start
+        self.inner_schedule = as_schedule(inner_schedule)
+        self._prox_count = 0
         self._use_encoder = encode is not None and init in ("auto", "encoder")
         if geometry is not None:
             self.solver.adapter.check_image_shape(geometry.shape, "geometry")
@@ -186,6 +213,7 @@ class GenerativeRegulariser(Function):
         self.solver.reset()
         self._latent = None
         self._previous_target = None
+        self._prox_count = 0
 
     def warm_state(self):
         """What the next latent step starts from (warm latent, curvature, the last target of
@@ -306,16 +334,32 @@ class GenerativeRegulariser(Function):
                 from None
 
     def _initial_latent(self, target, key):
-        """The encoder's latent for a target, when there is no warm start to use."""
-        if not self._use_encoder or key != self.PRIMAL:
-            return None
-        warm = self.solver.warm_latent(key)
-        if warm is not None and warm.shape[0] == target.shape[0]:
-            return None
-        return encode_mean(self.generator, target)
+        """(z0, candidates) of this latent step: the encoder's code of the target when there
+        is no warm start (``init``), else as ``latent_start`` says."""
+        if key != self.PRIMAL:
+            return None, None
+        warm = self.solver.warm_latent(key) if self.solver.warm_start else None
+        if warm is None or warm.shape[0] != target.shape[0]:
+            return (encode_mean(self.generator, target) if self._use_encoder else None), None
+        if self.latent_start == "warm":
+            return None, None
+        code = encode_mean(self.generator, target)
+        if self.latent_start == "encoder":
+            self.solver.set_warm_latent(code, key)  # the curvature stays warm
+            return None, None
+        return None, code
 
     def _inner_options(self, target, key, proximal):
-        """The tolerance and iteration cap of this latent step (see ``adaptive_tolerance``)."""
+        """The tolerance and iteration cap of this latent step: ``adaptive_tolerance``, and
+        ``inner_schedule`` for a proximal map."""
+        tol, cap = self._adaptive_options(target, key, proximal)
+        if self.inner_schedule is not None and proximal and key == self.PRIMAL:
+            cap, self._prox_count = int(self.inner_schedule(self._prox_count)), \
+                self._prox_count + 1
+        return tol, cap
+
+    def _adaptive_options(self, target, key, proximal):
+        """The tolerance and iteration cap of ``adaptive_tolerance``."""
         if not self.adaptive_tolerance or key != self.PRIMAL:
             return self.solver.tol, None
         previous, self._previous_target = self._previous_target, target.clone()
@@ -342,10 +386,11 @@ class GenerativeRegulariser(Function):
                 "proximal map (and gradient, where there is one) work with mu = 0.")
 
     def _solve(self, misfit, target, latent_weight, key=PRIMAL, like=None, proximal=False):
-        z0 = self._initial_latent(target, key)
+        z0, candidates = self._initial_latent(target, key)
         tol, max_iter = self._inner_options(target, key, proximal)
         solution = self.solver.solve(misfit, target, latent_weight, z0=z0, key=key, tol=tol,
-                                     coupling=self._coupling(), max_iter=max_iter)
+                                     coupling=self._coupling(), max_iter=max_iter,
+                                     candidates=candidates)
         if key == self.PRIMAL:
             self._latent = solution.z
             self._last_like = like

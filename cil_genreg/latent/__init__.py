@@ -4,8 +4,9 @@ r"""Torch-only latent solvers (no CIL import): the inner problem of every genera
 
 and Langevin sampling of a latent posterior :math:`p(w) \propto e^{-U(w)}` (:mod:`.langevin`).
 """
-from .generator import (GeneratorAdapter, encode_mean, frozen, jacobian_norm_squared,
-                        resolve_device)
+from .generator import (PRECISIONS, GeneratorAdapter, check_precision, encode_mean, frozen,
+                        jacobian_norm_squared, resolve_device)
+from .schedule import InnerSchedule
 from .misfits import SquaredMisfit, HuberMisfit, NegatedInnerProduct
 from .coupling import LatentChain
 from .solver import LatentSolver, LatentSolution, SolverStats, OPTIMISERS
@@ -13,7 +14,7 @@ from .quasi_newton import BFGSMemory, LBFGSMemory, QuasiNewtonIteration, batched
 from .langevin import (ChainDivergedError, LangevinChain, MALA_TARGET_ACCEPTANCE,
                        effective_sample_size)
 
-__all__ = ["GeneratorAdapter", "resolve_device", "frozen", "encode_mean",
+__all__ = ["GeneratorAdapter", "PRECISIONS", "check_precision", "InnerSchedule", "resolve_device", "frozen", "encode_mean",
            "jacobian_norm_squared", "SquaredMisfit", "HuberMisfit", "NegatedInnerProduct",
            "LatentSolver", "LatentSolution", "SolverStats", "OPTIMISERS", "batched_quasi_newton",
            "QuasiNewtonIteration", "LatentChain",

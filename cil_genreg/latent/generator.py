@@ -4,7 +4,7 @@ import copy
 
 import torch
 
-from ..utilities.validation import check_device
+from ..utilities.validation import InputError, check_device
 
 
 #: output pixels per batch from which ``threads="auto"`` keeps torch's thread count (all cores
@@ -14,6 +14,37 @@ AUTO_THREADS_PIXELS = 16384
 #: a :class:`torch.device` from ``None`` (CPU), a name or a device, checked to exist
 #: (:func:`cil_genreg.utilities.validation.check_device`).
 resolve_device = check_device
+
+#: the ``precision`` choices of :class:`GeneratorAdapter`: the generator's forward pass in
+#: float32, or under :func:`torch.autocast` in bfloat16 (CPU or CUDA) or float16 (CUDA only)
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def check_precision(precision, device):
+    """The autocast dtype of ``precision`` on ``device`` (None for float32).
+
+    Parameters
+    ----------
+    precision : {"float32", "bfloat16", "float16"}
+    device : torch.device
+
+    Returns
+    -------
+    torch.dtype or None
+
+    Raises
+    ------
+    InputError
+        for another value, or float16 on the CPU (torch's CPU half kernels are slow or
+        missing: bfloat16 is the CPU's reduced precision).
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if precision == "float16" and device.type != "cuda":
+        raise InputError(f"precision='float16' needs a CUDA device (the generator is on "
+                         f"{device.type}): on the CPU use precision='bfloat16' (--precision "
+                         "bfloat16) or 'float32'.")
+    return None if precision == "float32" else getattr(torch, precision)
 
 
 class GeneratorAdapter:
@@ -41,6 +72,11 @@ class GeneratorAdapter:
         many small passes, where the threads' synchronisation costs more than they save) and
         torch's setting for larger batches (a volume's slices, a 128² image), where the work
         splits well (benchmarks/README.md has the timings).
+    precision : {"float32", "bfloat16", "float16"}
+        the generator's forward pass (and so its backward) in float32 (default) or under
+        :func:`torch.autocast` in bfloat16 (CPU or CUDA) or float16 (CUDA only); the image
+        comes back as float32 and the solver's own arithmetic stays float32
+        (:func:`check_precision`).
 
     Raises
     ------
@@ -51,7 +87,8 @@ class GeneratorAdapter:
         (B, 1, H, W) (or not its declared ``image_shape``) or holds NaN or Inf.
     """
 
-    def __init__(self, generator, latent_dim=None, device=None, threads="auto"):
+    def __init__(self, generator, latent_dim=None, device=None, threads="auto",
+                 precision="float32"):
         if isinstance(generator, GeneratorAdapter):
             latent_dim = latent_dim or generator.latent_dim
             generator = generator.module
@@ -83,6 +120,11 @@ class GeneratorAdapter:
             p = next(generator.parameters(), None)
             device = p.device if p is not None else None
         self.device = resolve_device(device)
+        self.precision = precision
+        self.autocast_dtype = check_precision(precision, self.device)
+        #: the relative rounding of the generator's output (for the solver's line search)
+        self.value_eps = None if self.autocast_dtype is None else \
+            torch.finfo(self.autocast_dtype).eps
         self.module = own_copy(generator, self.device)
         #: the module's parameters, for :func:`frozen` (its weights are loaded in place, never
         #: replaced, while the package uses it)
@@ -105,7 +147,12 @@ class GeneratorAdapter:
                              f"images of shape {self.image_shape}.")
 
     def __call__(self, z):
-        return self.module(z)
+        """:math:`G(z)` as float32, the forward pass in the adapter's ``precision``."""
+        if self.autocast_dtype is None:
+            return self.module(z)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+            image = self.module(z)
+        return image.float()
 
     def frozen(self):
         """:func:`frozen` of the module, from its kept parameter list."""

@@ -141,6 +141,10 @@ class QuasiNewtonIteration:
         curvature estimate to start from; a fresh one when its batch size does not match.
     tol : float
         relative tolerance of the stopping tests.
+    value_eps : float, optional
+        the relative rounding error of ``fg``'s values (default: the machine epsilon of
+        ``z``'s dtype; larger for a generator run in bfloat16): the line search accepts a
+        value up to :math:`4\,\epsilon |f|` above the current one.
 
     Attributes
     ----------
@@ -154,9 +158,10 @@ class QuasiNewtonIteration:
         iterations run, calls of ``fg``.
     """
 
-    def __init__(self, fg, z, memory, tol):
+    def __init__(self, fg, z, memory, tol, value_eps=None):
         self.fg = fg
         self.tol = float(tol)
+        self.value_eps = torch.finfo(z.dtype).eps if value_eps is None else float(value_eps)
         z = z.detach().clone()
         batch = z.shape[0]
         if memory.batch not in (None, batch):
@@ -198,7 +203,7 @@ class QuasiNewtonIteration:
         if not all_active:
             direction *= active[:, None]
         # near a minimum, values change by less than their rounding error: allow that much
-        bound = f + 4 * eps * f.abs()
+        bound = f + 4 * self.value_eps * f.abs()
         new, pending = self._line_search(direction, slope, bound, active, all_active)
         if pending is not None:  # no decrease found for some: they stay where they are and stop
             active = active & ~pending
@@ -253,7 +258,7 @@ class QuasiNewtonIteration:
         return (z_new, f_new, g_new, aux_new), pending
 
 
-def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
+def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6, value_eps=None):
     r"""Minimise a batch of independent smooth functions,
 
     .. math:: z_b^* = \underset{z}{\text{argmin}}\; f_b(z), \qquad b = 1, \dots, B,
@@ -297,8 +302,10 @@ def batched_quasi_newton(fg, z, memory, max_iter=100, tol=1e-6):
         calls of ``fg``.
     memory : LBFGSMemory or BFGSMemory
         the updated curvature estimate (to warm-start the next solve).
+
+    ``value_eps``: see :class:`QuasiNewtonIteration`.
     """
-    run = QuasiNewtonIteration(fg, z, memory, tol)
+    run = QuasiNewtonIteration(fg, z, memory, tol, value_eps)
     while run.running and run.iterations < max_iter:
         run.step()
     return run.z, run.f, run.aux, run.iterations, run.evaluations, run.memory

@@ -20,17 +20,21 @@ class SolverStats:
         images generated (each call counts its batch size).
     seconds : float
         wall-clock seconds spent inside :meth:`LatentSolver.solve`.
+    encoder_starts : int
+        targets whose candidate start (an encoder's code, ``candidates=``) beat the warm start.
     """
     solves: int = 0
     iterations: int = 0
     generator_calls: int = 0
     generator_images: int = 0
     seconds: float = 0.0
+    encoder_starts: int = 0
 
     def reset(self):
         """Set every counter to zero."""
         self.solves = self.iterations = self.generator_calls = self.generator_images = 0
         self.seconds = 0.0
+        self.encoder_starts = 0
 
     def as_dict(self):
         """The counters as a dict (field name to value)."""

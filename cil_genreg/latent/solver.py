@@ -51,6 +51,8 @@ class LatentSolver:
         L-BFGS curvature pairs kept per problem.
     threads : int, "auto" or None
         CPU threads while solving (see :class:`GeneratorAdapter`); default ``"auto"``.
+    precision : {"float32", "bfloat16", "float16"}
+        the generator's forward pass (see :class:`GeneratorAdapter`); default float32.
     lr : float, optional
         step size: 1.0 for L-BFGS (a line search scales it), 0.05 for Adam.
     restarts : int
@@ -69,8 +71,9 @@ class LatentSolver:
 
     def __init__(self, generator, latent_dim=None, *, optimiser="auto", max_iter=100,
                  tol=1e-6, lr=None, restarts=0, restart_std=1.0, warm_start=True, seed=None,
-                 device=None, history_size=8, threads="auto"):
-        self.adapter = GeneratorAdapter(generator, latent_dim, device=device, threads=threads)
+                 device=None, history_size=8, threads="auto", precision="float32"):
+        self.adapter = GeneratorAdapter(generator, latent_dim, device=device, threads=threads,
+                                        precision=precision)
         if optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
         if int(max_iter) < 1:
@@ -189,7 +192,7 @@ class LatentSolver:
         return torch.cat([first, extra.to(self.device)], dim=0)
 
     def solve(self, misfit, target, latent_weight, z0=None, key="default", tol=None,
-              coupling=None, max_iter=None):
+              coupling=None, max_iter=None, candidates=None):
         r"""Solve the batch of latent problems.
 
         With ``coupling`` (a :class:`~cil_genreg.latent.coupling.LatentChain` of weight
@@ -220,6 +223,10 @@ class LatentSolver:
             the chain term; None (or weight 0 without boundary latents): slice-wise.
         max_iter : int, optional
             this solve's iteration cap instead of the solver's ``max_iter``.
+        candidates : torch.Tensor, optional
+            (B, d) latents (e.g. an encoder's codes of the targets) that compete with the first
+            start: target :math:`b` starts from whichever of the two has the lower objective,
+            found by one batched pass without gradients (not with ``coupling``).
 
         Returns
         -------
@@ -242,7 +249,7 @@ class LatentSolver:
         n_starts = z.shape[0] // batch
         target_rep = target.repeat(n_starts, 1, 1, 1) if n_starts > 1 else target
         c = float(latent_weight)
-        G = self.adapter.module
+        G = self.adapter
 
         def objective(zz, rows=None, image=None):
             if image is None:
@@ -254,6 +261,8 @@ class LatentSolver:
 
         chained = coupling is not None and (coupling.weight > 0 or coupling.before is not None
                                             or coupling.after is not None)
+        if candidates is not None and not chained:
+            z = self._best_start(objective, z, candidates, batch)
         if chained:
             z, images, values, iterations = self._solve_chain(
                 objective, z, n_starts, batch, coupling, tol, key, max_iter)
@@ -279,6 +288,16 @@ class LatentSolver:
         stats.iterations += iterations
         stats.seconds += time.perf_counter() - t0
         return LatentSolution(z=z, image=images, objective=values, iterations=iterations)
+
+    def _best_start(self, objective, z, candidates, batch):
+        """The first start of each target replaced by its candidate where that is lower."""
+        cand = torch.as_tensor(candidates, dtype=torch.float32).to(self.device)
+        rows = torch.arange(batch, device=self.device).repeat(2)
+        with torch.no_grad(), self.adapter.frozen(), self.adapter.threads(2 * batch):
+            values, _ = objective(torch.cat([z[:batch], cand.reshape(batch, -1)]), rows)
+        better = (values[batch:] < values[:batch])[:, None]
+        self.stats.encoder_starts += int(better.sum())
+        return torch.cat([torch.where(better, cand.reshape(batch, -1), z[:batch]), z[batch:]])
 
     def _solve_chain(self, objective, z, n_starts, batch, chain, tol, key, max_iter=None):
         """The coupled solve: each start is one problem of dimension batch × d."""
@@ -341,7 +360,7 @@ class LatentSolver:
         memory = self._memory.get(key) if self.warm_start else None
         z, values, images, iterations, _, memory = batched_quasi_newton(
             fg, z, memory if memory is not None else self._new_memory(dense),
-            self.max_iter if max_iter is None else max_iter, tol)
+            self.max_iter if max_iter is None else max_iter, tol, self.adapter.value_eps)
         if self.warm_start:
             self._memory[key] = memory
             if last and torch.equal(last[0], z):
