@@ -2,7 +2,7 @@
 
     python -m benchmarks.reproduce --list                 # the entries, with their last full run
     python -m benchmarks.reproduce ENTRY [ENTRY ...]      # full run: regenerate, compare, publish
-    python -m benchmarks.reproduce --all --quick          # every entry, tiny configuration (CI)
+    python -m benchmarks.reproduce --all --quick          # every entry, tiny, side by side (CI)
     python -m benchmarks.reproduce --check                # the manifest against docs/results/
 
 Run from the repository root. The manifest, ``docs/results/manifest.json``, is a JSON list; one
@@ -268,12 +268,15 @@ def now():
 
 
 # ---------------------------------------------------------------------------- runs
-def run_entry(entry, out, quick, echo=print):
-    """Run an entry's commands into ``out``; return (seconds, problems)."""
+def run_entry(entry, out, quick, echo=print, one_thread=False):
+    """Run an entry's commands into ``out``; return (seconds, problems). ``one_thread``: each
+    command on one thread (``OMP_NUM_THREADS=1``), for entries run side by side."""
     os.makedirs(out, exist_ok=True)
     # the checkout's package, not whichever copy is installed (demos/ run as scripts)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    if one_thread:
+        env["OMP_NUM_THREADS"] = "1"
     t0 = time.perf_counter()
     for argv in command_lines(entry, out, quick):
         result = subprocess.run(argv, cwd=ROOT, text=True, env=env,
@@ -326,18 +329,25 @@ def full(entries, names, publish_results=True, scratch=None, echo=print):
     return failures
 
 
-def quick_all(entries, names, echo=print):
+def quick_all(entries, names, echo=print, jobs=None):
+    """Every named entry on its tiny configuration, ``jobs`` at a time (default: one per CPU
+    core, each subprocess on one thread); returns the number of failures."""
+    from concurrent.futures import ThreadPoolExecutor
+    chosen = [e for e in entries if e["name"] in names]
+    jobs = max(1, int(jobs or os.cpu_count() or 1))
     failures, total = 0, time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="reproduce-quick-") as tmp:
-        for i, entry in enumerate(e for e in entries if e["name"] in names):
-            echo(f"[{i + 1}/{len(names)}] {entry['name']} ...", end=" ", flush=True)
-            seconds, problems = run_entry(entry, os.path.join(tmp, entry["name"]), quick=True,
-                                          echo=echo)
+    with tempfile.TemporaryDirectory(prefix="reproduce-quick-") as tmp, \
+            ThreadPoolExecutor(jobs) as pool:
+        runs = [pool.submit(run_entry, entry, os.path.join(tmp, entry["name"]), True, echo,
+                            jobs > 1) for entry in chosen]
+        for i, (entry, run) in enumerate(zip(chosen, runs)):
+            seconds, problems = run.result()
             failures += bool(problems)
-            echo(f"{'FAILED' if problems else 'ok'} ({seconds:.1f} s)"
+            echo(f"[{i + 1}/{len(chosen)}] {entry['name']} ... "
+                 f"{'FAILED' if problems else 'ok'} ({seconds:.1f} s)"
                  + "".join(f"\n    {p}" for p in problems))
-    echo(f"{len(names) - failures}/{len(names)} entries ok in "
-         f"{time.perf_counter() - total:.0f} s (quick)")
+    echo(f"{len(chosen) - failures}/{len(chosen)} entries ok in "
+         f"{time.perf_counter() - total:.0f} s (quick, {jobs} at a time)")
     return failures
 
 
@@ -354,6 +364,8 @@ def main(argv=None):
     p.add_argument("--no-publish", action="store_true",
                    help="full run: compare with the published files, do not replace them")
     p.add_argument("--scratch", default=None, help="folder for the full runs' outputs")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="--quick: entries run side by side (default: one per CPU core)")
     p.add_argument("--manifest", default=MANIFEST, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     entries = load_manifest(args.manifest)
@@ -377,7 +389,7 @@ def main(argv=None):
         p.error("name an entry (or several), or --all; --list shows them")
     names = known if args.all else args.names
     if args.quick:
-        return 1 if quick_all(entries, names) else 0
+        return 1 if quick_all(entries, names, jobs=args.jobs) else 0
     return 1 if full(entries, names, not args.no_publish, args.scratch) else 0
 
 
