@@ -85,7 +85,8 @@ def _patients(name, split, n, size, seed, augment, patch):
     patients = datasets.PATIENT_SPLITS[name][part]
     return images, {"dataset": f"CT patients {', '.join(patients)} (split {name}, {part}; "
                     + "; ".join(f"{p}: {datasets.CT_VOLUMES[p]['licence']}" for p in patients)
-                    + f"; {datasets.patients.PIXEL_MM} mm pixels, {datasets.patients.NATIVE} px field of view)",
+                    + f"; {datasets.patients.PIXEL_MM} mm pixels, "
+                    f"{datasets.patients.NATIVE} px field of view)",
                     "split": f"{name}:{part}", "orientation": "axial",
                     "augment": str(augment), "patch": str(patch or "")}
 

@@ -33,15 +33,11 @@ import tarfile
 import numpy as np
 
 PYRADIOMICS_TARBALL = "pyradiomics-3.1.0.tar.gz"
-PYRADIOMICS_URL = ("https://files.pythonhosted.org/packages/03/c1/20fc2c50ab1e3304da36d866042a1"
-                   "905a2b05a1431ece35448ab6b4578f2/pyradiomics-3.1.0.tar.gz#sha256=24722c962a"
-                   "6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4")
-#: The command that puts the pyradiomics 3.1.0 source tarball in the cache folder. pip needs
-#: the URL: asked for ``pyradiomics==3.1.0`` it discards this sdist, whose metadata says
-#: 3.0.1a1; preparing that metadata needs versioneer and numpy (``--no-build-isolation``).
-PYRADIOMICS_INSTALL = (
-    "pip install versioneer numpy pynrrd && python -m pip download --no-deps "
-    "--no-build-isolation -d ~/.cache/cil_genreg " + PYRADIOMICS_URL)
+#: The command that puts the pyradiomics 3.1.0 source tarball in the cache folder
+#: (:mod:`cil_genreg.datasets.sdist`: ``pip download`` discards this sdist, whose metadata says
+#: 3.0.1a1).
+PYRADIOMICS_INSTALL = ("pip install pynrrd && python -m cil_genreg.datasets.sdist pyradiomics "
+                       "3.1.0 --dest ~/.cache/cil_genreg")
 
 _PYRADIOMICS = {"licence": "BSD-3-Clause", "install": PYRADIOMICS_INSTALL,
                 "held_out": (0.45, 0.6)}

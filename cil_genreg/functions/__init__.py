@@ -1,4 +1,5 @@
-"""The CIL Functions of cil_genreg: the three generative regularisers and latent least squares, a slice-wise sum of 2D functions, and the Plug-and-Play denoiser prior they are compared with."""
+"""The CIL Functions of cil_genreg: the three generative regularisers and latent least squares,
+a slice-wise sum of 2D functions, and the Plug-and-Play denoiser prior they are compared with."""
 from ..utilities._cil import require_cil
 
 require_cil()
