@@ -24,8 +24,10 @@ import time
 
 import numpy as np
 
-from cil_genreg import (RangeGenerativeRegulariser, SoftGenerativeRegulariser, forward, methods,
-                        metrics, reports)
+from cil_genreg import RangeGenerativeRegulariser, SoftGenerativeRegulariser
+from cil_genreg.experiments import methods, reports
+from cil_genreg.physics import forward
+from cil_genreg.utilities import metrics
 from cil_genreg.commands.options import add_latent_prior_option
 from cil_genreg.datasets import shape_volumes
 from cil_genreg.algorithms.z_tv import z_tv_pdhg

@@ -7,7 +7,9 @@ from cil.framework import AcquisitionGeometry, ImageGeometry
 from cil.plugins.astra import ProjectionOperator
 
 from cil_genreg import (LatentLeastSquares, RangeGenerativeRegulariser, SoftGenerativeRegulariser,
-                        SparseDeviationGenerativeRegulariser, forward, methods)
+                        SparseDeviationGenerativeRegulariser)
+from cil_genreg.experiments import methods
+from cil_genreg.physics import forward
 from cil_genreg.latent import resolve_device
 from generators import LinearGenerator
 
