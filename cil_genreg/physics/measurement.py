@@ -95,8 +95,11 @@ class ScannerMeasurement:
     I0 : float
         photons per detector bin (1e4 normal dose, 2e3 low dose).
     native : int
-        the truth's side :math:`N` (512: 0.7 mm pixels over the 358.4 mm field of view of
+        the truth's side :math:`N` (512: the 0.703 mm pixels over the 360 mm field of view of
         :func:`cil_genreg.datasets.patient_slices`); a multiple of the reconstruction's side.
+        The attenuation is scaled with ``pixel_mm`` (ScannerSettings' 0.7 mm by default: the
+        published tables used it, 0.45 % off the datasets' 0.703 mm; pass
+        ``pixel_mm=datasets.patients.PIXEL_MM`` for the exact one).
     **settings
         further :class:`~.scanner.ScannerSettings` (``mu_water``, ``pixel_mm``, ``upsample``,
         ``zero_counts``, ``poisson``).
