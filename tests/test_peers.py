@@ -6,12 +6,11 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("cil")
-from cil_genreg import models  # noqa: E402
-from cil_genreg.cli import main as cli_main  # noqa: E402
-from cil_genreg.experiments import methods  # noqa: E402
-from cil_genreg.experiments.comparison import compare  # noqa: E402
-from cil_genreg.physics.forward import add_noise, make_geometry, make_projector  # noqa: E402
+from cil_genreg import models
+from cil_genreg.cli import main as cli_main
+from cil_genreg.experiments import methods
+from cil_genreg.experiments.comparison import compare
+from cil_genreg.physics.forward import add_noise, make_geometry, make_projector
 
 TINY = ["--data", "shapes", "--size", "32", "--n", "24", "--epochs", "1", "--batch-size", "8",
         "--width", "4", "--quiet"]

@@ -5,14 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("cil")
-from cil.framework import ImageGeometry  # noqa: E402
-from cil.optimisation.algorithms import FISTA, ISTA, PDHG  # noqa: E402
-from cil.optimisation.functions import L2NormSquared, LeastSquares  # noqa: E402
-from cil.optimisation.operators import MatrixOperator  # noqa: E402
+from cil.framework import ImageGeometry
+from cil.optimisation.algorithms import FISTA, ISTA, PDHG
+from cil.optimisation.functions import L2NormSquared, LeastSquares
+from cil.optimisation.operators import MatrixOperator
 
-from cil_genreg import DenoiserPrior, models  # noqa: E402
-from cil_genreg.models.checkpoints import CheckpointError  # noqa: E402
+from cil_genreg import DenoiserPrior, models
+from cil_genreg.models.checkpoints import CheckpointError
 
 
 class Identity(torch.nn.Module):
