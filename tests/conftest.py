@@ -1,4 +1,5 @@
-"""Shared pytest fixtures (torch side: tiny models, tiny MNIST files, checkpoints)."""
+"""Shared pytest fixtures: tiny models, tiny MNIST files, checkpoints (torch side) and a digit's
+sinogram for the command-line tests (CIL imported inside its fixture)."""
 import gzip
 import io
 import json
@@ -67,3 +68,21 @@ def tiny_checkpoint(tmp_path, tiny_vae):
 
     return models.save(tiny_vae, tmp_path / "tiny.safetensors",
                        metadata={"dataset": "unit-test", "epochs": 0})
+
+
+@pytest.fixture(scope="module")
+def sinogram(tmp_path_factory):
+    """A held-out digit's 10-angle sinogram with 5 % noise, saved as ``sino.npy`` (and its
+    angles as ``angles.npy``) for the ``cil-genreg reconstruct`` tests: (folder, truth, σ)."""
+    from cil_genreg import datasets
+    from cil_genreg.physics import forward
+    d = tmp_path_factory.mktemp("sino")
+    truth = datasets.held_out_digits(1, seed=3)[0]
+    ig, ag = forward.make_geometry(28, 10)
+    A = forward.make_projector(ig, ag)
+    x = ig.allocate(None)
+    x.fill(truth)
+    y, sigma = forward.add_noise(A.direct(x), 0.05, rng=0)
+    np.save(d / "sino.npy", y.as_array())
+    np.save(d / "angles.npy", ag.angles)
+    return d, truth, sigma

@@ -3,24 +3,10 @@ beats FBP's; geometry errors are clear."""
 import numpy as np
 import pytest
 
-from cil_genreg import datasets
-from cil_genreg.physics import forward
 from cil_genreg.utilities import metrics
 from cil_genreg.cli import main as cli_main
 
 
-@pytest.fixture(scope="module")
-def sinogram(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sino")
-    truth = datasets.held_out_digits(1, seed=3)[0]
-    ig, ag = forward.make_geometry(28, 10)
-    A = forward.make_projector(ig, ag)
-    x = ig.allocate(None)
-    x.fill(truth)
-    y, sigma = forward.add_noise(A.direct(x), 0.05, rng=0)
-    np.save(d / "sino.npy", y.as_array())
-    np.save(d / "angles.npy", ag.angles)
-    return d, truth, sigma
 
 
 def test_soft_writes_an_image_better_than_fbp(sinogram, capsys):

@@ -3,22 +3,9 @@ reconstruction; refused, before anything runs, where there is no sampler."""
 import numpy as np
 import pytest
 
-from cil_genreg import datasets
 from cil_genreg.cli import main as cli_main
-from cil_genreg.physics import forward
 
 
-@pytest.fixture(scope="module")
-def sinogram(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sino")
-    truth = datasets.held_out_digits(1, seed=3)[0]
-    ig, ag = forward.make_geometry(28, 10)
-    A = forward.make_projector(ig, ag)
-    x = ig.allocate(None)
-    x.fill(truth)
-    y, sigma = forward.add_noise(A.direct(x), 0.05, rng=0)
-    np.save(d / "sino.npy", y.as_array())
-    return d, truth, sigma
 
 
 def _argv(d, sigma, out, *extra):

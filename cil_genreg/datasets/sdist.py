@@ -20,7 +20,8 @@ KNOWN = {("pyradiomics", "3.1.0"):
 
 def fetch_sdist(name, version, dest, sha256=None):
     """Write the source distribution of ``name == version`` into ``dest`` (created if needed)
-    and return its path; an existing file with the right sha256 is kept.
+    and return its path; an existing file with the right sha256 is kept, one with another is
+    refused (never overwritten).
 
     Parameters
     ----------
@@ -46,8 +47,12 @@ def fetch_sdist(name, version, dest, sha256=None):
             raise FileNotFoundError(f"no source distribution of {name} {version} in the "
                                     "configured package index")
         target = os.path.join(os.path.expanduser(dest), best.link.filename)
-        if os.path.isfile(target) and _digest(target) == sha256:
-            return target
+        if os.path.isfile(target):
+            if sha256 is None or _digest(target) == sha256:
+                return target
+            raise FileExistsError(f"{target} exists and is not the expected {name} {version} "
+                                  "(its sha256 differs); nothing was changed: move it aside and "
+                                  "run again")
         data = session.get(best.link.url).content
     digest = hashlib.sha256(data).hexdigest()
     if sha256 and digest != sha256:
