@@ -119,3 +119,21 @@ def test_precision_option_runs_bfloat16_and_refuses_what_cannot_run(sinogram, ca
                          "--precision", "float16", "--out", str(d / "x.npy")] + common) == 1
         assert "--device cpu" in capsys.readouterr().err
     assert not (d / "x.npy").exists()
+
+
+def test_generative_methods_default_to_two_warm_started_inner_iterations():
+    """The CLI's default latent iterations per proximal map (the CT speed lever) reach the
+    regulariser of every generative method, and only theirs; --inner-iterations overrides it."""
+    from cil_genreg.commands import reconstruct as command
+    from cil_genreg.cli import build_parser
+    parser = build_parser()
+    base = ["reconstruct", "--data", "s.npy", "--out", "x.npy"]
+    for method in ("soft", "sparse", "range"):
+        args = parser.parse_args(base + ["--method", method])
+        assert command._regulariser_options(args)["max_iteration"] == \
+            command.DEFAULT_INNER_ITERATIONS == 2
+        args = parser.parse_args(base + ["--method", method, "--inner-iterations", "5"])
+        assert command._regulariser_options(args)["max_iteration"] == 5
+    for method in ("tv", "fbp", "latent"):
+        args = parser.parse_args(base + ["--method", method])
+        assert "max_iteration" not in command._regulariser_options(args)
