@@ -34,7 +34,8 @@ def add_parser(subparsers):
     p.add_argument("--n", "--n-images", dest="n", type=int, default=None,
                    help="use N training images drawn at random (--seed), not all")
     p.add_argument("--size", type=int, default=None,
-                   help="image side for synthetic data / resizing (default 28 MNIST, 64 shapes)")
+                   help="image side for synthetic data / resizing (default 28 MNIST, 64 shapes); "
+                   "postprocess --physics scanner: the side learnt at (default 128)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="default 1e-3 (vae, ae), 1e-4 (gan)")
