@@ -35,7 +35,8 @@ def test_cli_trains_both_and_their_checkpoints_say_what_they_are(trained):
     assert d.metadata["training_seconds"] > 0 and "held_out_denoising_psnr_db" in d.metadata
     p = methods.load_model(post, "postprocess")
     assert p.metadata["geometry"] == {"type": "parallel", "angles": 8, "span": 180.0,
-                                      "size": 32, "panel": 47, "noise": 0.02}
+                                      "size": 32, "panel": 47, "physics": "gaussian",
+                                      "noise": 0.02}
     with pytest.raises(models.CheckpointError, match="post-processing network .* not a "
                                                      "Plug-and-Play denoiser"):
         methods.load_model(post, "denoiser")
@@ -63,8 +64,8 @@ def test_postprocess_warns_on_another_geometry_and_still_returns(trained):
     assert same.shape == (32, 32) and np.isfinite(same.as_array()).all()
     A, y = _data(4, "limited")
     with pytest.warns(UserWarning, match=r"trained for parallel beam, 8 angles over 180°, "
-                                         r"32² images and is applied to parallel beam, 4 angles "
-                                         r"over 90°"):
+                                         r"32² images, Gaussian noise 2% \(inverse crime\) and "
+                                         r"is applied to parallel beam, 4 angles over 90°"):
         other = methods.reconstruct("postprocess", A, y, None, postprocessor=net)
     assert other.shape == (32, 32)
 

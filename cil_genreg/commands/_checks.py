@@ -26,7 +26,7 @@ RULES = {
               "beta": check_non_negative, "kl_warmup": check_non_negative,
               "val_fraction": check_fraction, "device": _device_name, "angles": _count,
               "sigma_range": check_non_negative, "noise": check_non_negative,
-              "limited_span": check_positive},
+              "limited_span": check_positive, "dose": check_positive},
     "evaluate-model": {"n": _count, "steps": _count, "threads": _count, "lr": check_positive,
                        "reg": check_non_negative, "device": _device_name},
     "fit-prior": {"n": _count, "rank": _count, "shrinkage": check_positive,

@@ -1,11 +1,12 @@
 """``--data`` for the command line: a dataset name or a path, resolved to an image array; and
 the reading of a user's ``.npy`` / ``.npz`` files, checked before any data is read."""
+import math
 import os
 import zipfile
 
 import numpy as np
 
-from ..utilities.validation import InputError, InputTypeError, real_array
+from ..utilities.validation import InputError, InputTypeError, check_angles, real_array
 
 NAMES = ("mnist", "shapes", "ellipses", "ct-chest", "ct-head", "ct-patients")
 
@@ -198,6 +199,31 @@ def load_array(path, what):
     except (OSError, ValueError, EOFError) as err:
         raise ValueError(f"{what} {path!r} is not a readable text array of numbers "
                          f"({type(err).__name__}: {err}).") from None
+
+
+#: the largest |angle| of an ``--angles`` file taken as degrees without ``--angles-unit``.
+RADIAN_LIKE = 2 * math.pi + 1e-3
+
+
+def read_angles(path, unit=None):
+    """Projection angles in degrees from ``--angles PATH``: finite, at least one, and not
+    (silently) radians: when every angle lies within 2π and ``unit`` is None they are refused.
+
+    Raises
+    ------
+    ValueError
+        for an unreadable file, no angles, NaN/Inf, equal or huge angles
+        (:func:`~cil_genreg.validation.check_angles`), or radian-like angles without ``unit``.
+    """
+    angles = check_angles(load_array(path, "--angles"), f"--angles {path!r}", unit or "degree")
+    if unit == "radian":
+        return np.degrees(angles).astype(np.float32)
+    if unit is None and angles.size > 1 and np.abs(angles).max() <= RADIAN_LIKE:
+        raise ValueError(f"--angles {path!r}: every angle lies within 2π (largest "
+                         f"{np.abs(angles).max():.3g}), so they look like radians, but "
+                         "--angles takes degrees: pass --angles-unit radian to convert them, "
+                         "or --angles-unit degree if they really are degrees.")
+    return angles.astype(np.float32)
 
 
 #: the axes of a 2D / 3D sinogram, for messages

@@ -5,6 +5,9 @@ The data: a sinogram (angles × detector pixels) as ``.npy`` with its geometry f
 span), ``--panel`` and ``--image-size``; or a CIL NeXus file (``.nxs``, written by
 ``cil.io.NEXUSDataWriter``), which carries its own geometry.
 
+The learned peers run on 2D sinograms: ``--method pnp --denoiser FILE`` and ``--method
+postprocess --postprocess FILE`` (:mod:`._peers`).
+
 A 3D parallel-beam sinogram (``.npy`` of shape (slices, angles, pixels), or a 3D NeXus file)
 is reconstructed as a volume, slice-batched (2D TV per slice; the generative regularisers take
 all slices as one batch, coupled along z with ``--latent-coupling``). Under
@@ -18,21 +21,21 @@ import numpy as np
 
 from ..utilities.defaults import METHODS, lambda_grids
 from ..utilities.output_safety import check_output_file
-from . import _posterior
+from . import _peers, _posterior
 from .options import add_latent_prior_option, add_precision_option, check_precision_option
 from ..utilities.validation import check_angles, check_finite_array
-from ._data import load_array, load_sinogram
+from ._data import load_sinogram, read_angles
+from ._images import IMAGE_SUFFIXES, write_image
 
 NAME = "reconstruct"
-HELP = "reconstruct an image from a sinogram by FBP, TV or a generative regulariser"
+HELP = ("reconstruct an image from a sinogram by FBP, TV, a generative regulariser or a learned "
+        "peer (Plug-and-Play, post-processing)")
 
 DEFAULT_LAMBDA = lambda_grids("default")
 #: latent iterations per proximal map of the generative methods under FISTA, each warm-started:
 #: for soft, 2 kept the PSNR of 3 at 128² and 512² and of the regulariser's own 50 at 128², for
 #: a fraction of the generator passes (benchmarks/README.md, "CT speed")
 DEFAULT_INNER_ITERATIONS = 2
-#: the image files ``--out`` can write
-IMAGE_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
 
 
 def add_parser(subparsers):
@@ -40,9 +43,10 @@ def add_parser(subparsers):
         NAME, help=HELP,
         description=HELP + ". Methods: fbp; tv (CIL's TotalVariation under FISTA); latent (the "
         "range method in latent space: LatentLeastSquares + λ‖z‖² under FISTA); range, soft, "
-        "sparse (the generative regularisers under FISTA, started from FBP). With several "
-        "--lam and --sigma, λ is chosen by the discrepancy principle.")
-    p.add_argument("--method", required=True, choices=METHODS)
+        "sparse (the generative regularisers under FISTA, started from FBP); pnp (Plug-and-Play "
+        "FISTA with --denoiser); postprocess (the --postprocess network on the FBP image). "
+        "With several --lam and --sigma, λ is chosen by the discrepancy principle.")
+    p.add_argument("--method", required=True, choices=METHODS + tuple(_peers.PEERS))
     p.add_argument("--data", required=True,
                    help="sinogram: .npy (angles × pixels) or CIL NeXus .nxs (with geometry)")
     p.add_argument("--angles", help="projection angles in degrees, .npy (or .txt)")
@@ -56,6 +60,7 @@ def add_parser(subparsers):
                    help="image side in pixels (default: the model's, else panel/√2)")
     p.add_argument("--model", default="mnist-vae",
                    help="shipped model name (e.g. mnist-vae, shapes-vae) or a checkpoint path")
+    _peers.add_options(p)
     add_latent_prior_option(p)
     p.add_argument("--lam", type=float, nargs="+",
                    help="regularisation weight(s); default per method " + str(DEFAULT_LAMBDA))
@@ -178,31 +183,6 @@ def _read_nexus(path):
 
 #: the magnification of :func:`cil_genreg.physics.forward.make_geometry`'s fan beam, (4 + 2) / 4
 FAN_MAGNIFICATION = 1.5
-#: the largest |angle| of an ``--angles`` file taken as degrees without ``--angles-unit``.
-RADIAN_LIKE = 2 * math.pi + 1e-3
-
-
-def read_angles(path, unit=None):
-    """Projection angles in degrees from ``--angles PATH``: finite, at least one, and not
-    (silently) radians: when every angle lies within 2π and ``unit`` is None they are refused.
-
-    Raises
-    ------
-    ValueError
-        for an unreadable file, no angles, NaN/Inf, equal or huge angles
-        (:func:`~cil_genreg.validation.check_angles`), or radian-like angles without ``unit``.
-    """
-    angles = check_angles(load_array(path, "--angles"), f"--angles {path!r}", unit or "degree")
-    if unit == "radian":
-        return np.degrees(angles).astype(np.float32)
-    if unit is None and angles.size > 1 and np.abs(angles).max() <= RADIAN_LIKE:
-        raise ValueError(f"--angles {path!r}: every angle lies within 2π (largest "
-                         f"{np.abs(angles).max():.3g}), so they look like radians, but "
-                         "--angles takes degrees: pass --angles-unit radian to convert them, "
-                         "or --angles-unit degree if they really are degrees.")
-    return angles.astype(np.float32)
-
-
 def check_fits_panel(size, panel, geometry):
     """Refuse an image wider than the detector sees (for the fan beam: magnified)."""
     magnification = FAN_MAGNIFICATION if geometry == "fan" else 1.0
@@ -218,6 +198,8 @@ def check_model_size(args, size):
     make (the model is loaded once and kept for the run)."""
     if args.method in ("fbp", "tv"):
         return
+    if args.method in _peers.PEERS:
+        return _peers.check_size(args, size)
     side = _model_side(args)
     if side != size:
         raise ValueError(f"--image-size {size} but the model {args.model!r} makes "
@@ -226,7 +208,10 @@ def check_model_size(args, size):
 
 
 def _model_side(args):
-    """The image side of ``--model``, loaded once (kept as ``args._generator`` for the run)."""
+    """The image side of ``--model``, loaded once (kept as ``args._generator`` for the run), or
+    of the pnp / postprocess network (the side it was trained at)."""
+    if args.method in _peers.PEERS:
+        return int(_peers.network(args).image_shape[-1])
     if getattr(args, "_generator", None) is None:
         from ..experiments.methods import load_generator
         args._generator = load_generator(args.model, args.latent_prior)
@@ -240,42 +225,16 @@ def _default_size(args, panel):
                                                   else 1.0)))
 
 
-def write_image(image, path):
-    """Write a 2D array to ``.npy`` (as is), ``.tif``/``.tiff`` (float32) or ``.png`` (clipped
-    to [0, 1], 8 bit), atomically: a file it replaces is never left half written."""
-    from ..models.checkpoints import atomic_write
-
-    low = path.lower()
-    if low.endswith(".npy"):
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                np.save(f, image)
-    elif low.endswith((".tif", ".tiff")):
-        def write(tmp):
-            import tifffile
-            tifffile.imwrite(tmp, image.astype(np.float32))
-    elif low.endswith(".png"):
-        if image.ndim != 2:
-            raise ValueError(f"a volume {image.shape} cannot be written as PNG: use .npy or .tif")
-
-        def write(tmp):
-            from PIL import Image
-            Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(
-                tmp, format="PNG")
-    else:
-        raise ValueError(f"--out must end in .npy, .tif, .tiff or .png, got {path!r}")
-    return atomic_write(path, write)
-
-
 def run(args):
     from ..utilities import distributed
     from ..physics import forward
     from ..experiments import methods
-    from ..experiments.parameter_choice import discrepancy_principle
 
+    _peers.check_options(args)
     for path in (args.out,) + _posterior.output_paths(args):
         check_output_file(path, overwrite=args.overwrite, suffixes=IMAGE_SUFFIXES,
-                          inputs=[args.data, args.angles, args.model])
+                          inputs=[args.data, args.angles, args.model, args.denoiser,
+                                  args.postprocess])
     check_precision_option(args, args.method)
     y, ig = read_sinogram(args)
     if len(ig.shape) == 3:
@@ -289,47 +248,20 @@ def run(args):
         raise ValueError("--latent-coupling couples the slices of a volume: it needs 3D data.")
     A = forward.make_projector(ig, y.geometry, args.backend, args.device)
     x0, label = forward.initial_reconstruction(A, y, args.backend, args.device)
+    generator, lam = None, None
     if args.method == "fbp":
-        image, lam = x0, None
+        image = x0
         if label != "FBP":
             print(f"(no FBP for this geometry on {args.device}: {label} instead)")
+    elif args.method == "postprocess":
+        # the network's warning (another geometry) is shown; its image is still written
+        image = methods.reconstruct("postprocess", A, y, None, x0=x0,
+                                    postprocessor=_peers.network(args))
     else:
-        generator = None
-        if args.method != "tv":
+        if args.method not in ("tv", "pnp"):
             generator = getattr(args, "_generator", None) or \
                 methods.load_generator(args.model, args.latent_prior)
-        lams = args.lam or [DEFAULT_LAMBDA[args.method]]
-        if len(lams) > 1 and args.sigma is None:
-            raise ValueError("several --lam need --sigma (the noise level) to choose among them "
-                             "by the discrepancy principle.")
-        opts = {} if args.method == "tv" or args.device == "cpu" else {"device": args.device}
-        if args.mu is not None and args.method in ("soft", "sparse"):
-            opts["mu"] = args.mu
-        opts.update(_regulariser_options(args))
-        if args.start == "tv" and args.method != "tv":
-            x0 = methods.reconstruct("tv", A, y, args.start_lam, x0=x0,
-                                     iterations=args.iterations)
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(lams) * args.iterations, desc=f"{args.method}",
-                   disable=args.quiet)
-
-        def solve(lam):
-            bar.set_postfix(lam=lam)
-            return methods.reconstruct(args.method, A, y, lam, generator, x0=x0,
-                                       iterations=args.iterations,
-                                       callbacks=[_TqdmCallback(bar)], **opts)
-
-        if len(lams) == 1:
-            lam, image = lams[0], solve(lams[0])
-        else:
-            choice = discrepancy_principle(solve, A, y, args.sigma, lams)
-            lam, image = choice.lam, choice.x
-            for value, residual in choice.table:
-                print(f"λ = {value:g}: ‖Ax − y‖² = {residual:.4g} (bound {choice.bound:.4g})")
-            print(f"discrepancy principle: λ = {lam:g}"
-                  + ("" if choice.satisfied else " (no λ fits the noise level: the smallest "
-                     "residual)"))
-        bar.close()
+        lam, image = _iterative(args, A, y, x0, generator)
     array = np.asarray(image.as_array(), dtype=np.float32)
     if getattr(args, "_single_slice", False) and not args.out.lower().endswith(".png"):
         array = array[None]  # the stack had one slice: a one-slice volume
@@ -340,6 +272,47 @@ def run(args):
     if args.samples is not None:
         _posterior.sample_and_write(args, A, y, lam, generator, image, write_image)
     return 0
+
+
+def _iterative(args, A, y, x0, generator):
+    """An iterative method (tv, pnp, the generative ones) at ``--lam``, or at the λ the
+    discrepancy principle chooses among several; returns (λ, image)."""
+    from tqdm.auto import tqdm
+
+    from ..experiments import methods
+    from ..experiments.parameter_choice import discrepancy_principle
+    lams = args.lam or [DEFAULT_LAMBDA[args.method]]
+    if len(lams) > 1 and args.sigma is None:
+        raise ValueError("several --lam need --sigma (the noise level) to choose among them "
+                         "by the discrepancy principle.")
+    opts = {} if args.method == "tv" or args.device == "cpu" else {"device": args.device}
+    if args.mu is not None and args.method in ("soft", "sparse"):
+        opts["mu"] = args.mu
+    if args.method == "pnp":
+        opts["denoiser"] = _peers.network(args)
+    opts.update(_regulariser_options(args))
+    if args.start == "tv" and args.method != "tv":
+        x0 = methods.reconstruct("tv", A, y, args.start_lam, x0=x0, iterations=args.iterations)
+    bar = tqdm(total=len(lams) * args.iterations, desc=f"{args.method}", disable=args.quiet)
+
+    def solve(lam):
+        bar.set_postfix(lam=lam)
+        return methods.reconstruct(args.method, A, y, lam, generator, x0=x0,
+                                   iterations=args.iterations,
+                                   callbacks=[_TqdmCallback(bar)], **opts)
+
+    try:
+        if len(lams) == 1:
+            return lams[0], solve(lams[0])
+        choice = discrepancy_principle(solve, A, y, args.sigma, lams)
+        for value, residual in choice.table:
+            print(f"λ = {value:g}: ‖Ax − y‖² = {residual:.4g} (bound {choice.bound:.4g})")
+        print(f"discrepancy principle: λ = {choice.lam:g}"
+              + ("" if choice.satisfied else " (no λ fits the noise level: the smallest "
+                 "residual)"))
+        return choice.lam, choice.x
+    finally:
+        bar.close()
 
 
 def _run_volume(args, y, ig):
@@ -355,6 +328,7 @@ def _run_volume(args, y, ig):
     if args.lam and len(args.lam) > 1:
         raise ValueError("a volume takes one --lam (the discrepancy principle over several is "
                          "for 2D data).")
+    _peers.refuse_volume(args)
     ctx = distributed.init(args.device)
     try:
         if distributed.launched():

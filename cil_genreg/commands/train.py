@@ -23,7 +23,8 @@ def add_parser(subparsers):
         "state OUT.state.pt are written atomically after every epoch; --resume continues.")
     p.add_argument("--model", choices=["vae", "ae", "gan", "denoiser", "postprocess"],
                    default="vae", help="denoiser: DRUNet-style, for Plug-and-Play (method pnp); "
-                   "postprocess: FBPConvNet on the FBP images of --geometry / --angles")
+                   "postprocess: FBPConvNet on the FBP images of --geometry / --angles / "
+                   "--physics")
     p.add_argument("--data", required=True,
                    help="mnist | shapes | ellipses | ct-chest | ct-head | ct-patients[:SPLIT] | PATH (.npy/.npz array, fastMRI .h5 file or "
                         "folder, folder of PNG/TIFF files, TIFF stack)")
@@ -33,7 +34,8 @@ def add_parser(subparsers):
     p.add_argument("--n", "--n-images", dest="n", type=int, default=None,
                    help="use N training images drawn at random (--seed), not all")
     p.add_argument("--size", type=int, default=None,
-                   help="image side for synthetic data / resizing (default 28 MNIST, 64 shapes)")
+                   help="image side for synthetic data / resizing (default 28 MNIST, 64 shapes); "
+                   "postprocess --physics scanner: the side learnt at (default 128)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="default 1e-3 (vae, ae), 1e-4 (gan)")
@@ -62,8 +64,17 @@ def add_parser(subparsers):
     p.add_argument("--angles", type=int, default=30, help="postprocess: projection angles")
     p.add_argument("--limited-span", type=float, default=90.0,
                    help="postprocess: degrees covered by --geometry limited")
+    p.add_argument("--physics", default="gaussian", choices=("gaussian", "scanner"),
+                   help="postprocess: how its training data are simulated: gaussian (the "
+                   "inverse crime: --noise on the sinogram of the --size image) or scanner "
+                   "(Poisson counts of --dose from the 512² image, learnt at --size, default "
+                   "128; the CT demo's default: use it for CT)")
+    p.add_argument("--dose", type=float, default=1e4,
+                   help="postprocess, --physics scanner: photons per detector bin (1e4; 2e3: "
+                   "low dose)")
     p.add_argument("--noise", type=float, default=0.02,
-                   help="postprocess: Gaussian noise sigma as a fraction of the sinogram max")
+                   help="postprocess, --physics gaussian: noise sigma as a fraction of the "
+                   "sinogram max")
     p.add_argument("--out", required=True, help="checkpoint path, e.g. model.safetensors")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     p.add_argument("--overwrite", action="store_true",
@@ -88,8 +99,9 @@ def run(args):
                           inputs=[args.data, args.mnist_path],
                           overwrite_flag="--resume (to continue that run) or --overwrite")
     resolve_device(args.device)
-    images, info = load_data(args.data, "train", n=args.n, size=args.size, seed=args.seed,
-                             mnist_path=args.mnist_path, augment=args.augment, patch=args.patch)
+    images, info = load_data(args.data, "train", n=args.n, size=_load_size(args),
+                             seed=args.seed, mnist_path=args.mnist_path, augment=args.augment,
+                             patch=args.patch)
     val = None
     if args.val_fraction:
         # a fixed, seeded part of the training split; never the test split
@@ -134,16 +146,42 @@ def run(args):
     return 0
 
 
+#: the reconstruction side of ``--physics scanner`` without ``--size`` (the CT demo's)
+SCANNER_SIZE = 128
+
+
+def _measurement(args):
+    """The measurement of ``--physics`` (``--dose``, ``--noise``) for ``--model postprocess``,
+    and the side its pairs are learnt at (None: the images')."""
+    from ..physics.measurement import measurement
+    if args.physics == "scanner":
+        return measurement("scanner", dose=args.dose), args.size or SCANNER_SIZE
+    return measurement("gaussian", noise=args.noise), None
+
+
+def _load_size(args):
+    """The side to load the training images at: ``--size``, except for ``--model postprocess
+    --physics scanner``, whose truths are simulated from the native side (512 for 128²)."""
+    if args.model != "postprocess" or args.physics != "scanner":
+        return args.size
+    physics, size = _measurement(args)
+    return physics.native_size(size)
+
+
 def _pairs(args, images, val, info):
     """The (FBP image, truth) pairs of the training and held-out images for ``--geometry``,
-    ``--angles``, ``--noise`` (needs CIL and ASTRA); the geometry goes into ``info``."""
+    ``--angles`` and the measurement of ``--physics`` (needs CIL and ASTRA); the geometry and
+    physics go into ``info``."""
     from ..experiments.postprocess_data import describe, fbp_pairs
-    options = dict(angles=args.angles, geometry=args.geometry, noise=args.noise,
-                   limited_span=args.limited_span, seed=args.seed, device=args.device
-                   if args.device == "cpu" else "cuda")
+    physics, size = _measurement(args)
+    options = dict(angles=args.angles, geometry=args.geometry, limited_span=args.limited_span,
+                   seed=args.seed, device=args.device if args.device == "cpu" else "cuda",
+                   measurement=physics, size=size)
     pairs, geometry = fbp_pairs(images, **options)
     if val is not None:
         val = fbp_pairs(val, **dict(options, seed=args.seed + 1))[0]
     info["geometry"] = geometry
-    print(f"training pairs: FBP of {describe(geometry)}, noise {args.noise:g}")
+    print(f"training pairs: FBP of {describe(geometry)}"
+          + (f", simulated from {images.shape[-1]}² images" if images.shape[-1] != pairs.shape[-1]
+             else ""))
     return pairs, val

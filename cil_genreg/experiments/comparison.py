@@ -51,7 +51,7 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     (e.g. 512²) and reconstructs them at ``size`` (e.g. 128), scored against the truth's block
     mean at that size. ``denoiser``, ``postprocessor``: the models of "pnp" (over its λ grid,
     from the same start as the generative methods) and "postprocess" (one run on the FBP
-    image, no λ; it warns on a geometry it was not trained for).
+    image, no λ; it warns on a geometry or measurement it was not trained for).
 
     Returns
     -------
@@ -88,7 +88,7 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
                "start_from": start_from, "generator_options": gen_opts,
                "regulariser_options": dict(regulariser_options or {}),
                "models": {"generator": generator, "denoiser": denoiser,
-                          "postprocessor": postprocessor}}
+                          "postprocessor": postprocessor}, "measurement": measurement}
     for k, image in enumerate(images):
         measured = measurement.measure(image, A, rng)
         y, sigma, truth = measured.data, measured.sigma, measured.truth
@@ -122,7 +122,8 @@ def _each_method(A, y, sigma, x0, truth, methods, lambdas, options, tick):
     for method in methods:
         if method in NO_LAMBDA:
             recons[method] = ("initial", None, x0 if method == "fbp" else reconstruct(
-                method, A, y, None, x0=x0, **options["models"]))
+                method, A, y, None, x0=x0, measurement=options["measurement"],
+                **options["models"]))
             tick()
             continue
         if method != "tv" and start is x0 and options["start_from"] == "tv":

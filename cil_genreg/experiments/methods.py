@@ -90,7 +90,7 @@ def load_generator(name_or_path, latent_prior="auto"):
 
 def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=None,
                 callbacks=None, tv_per_slice=False, lam_tv=None, denoiser=None,
-                postprocessor=None, **solver_options):
+                postprocessor=None, measurement=None, **solver_options):
     """One reconstruction by ``method`` (see :data:`METHODS`) with weight ``lam``.
 
     Parameters
@@ -113,6 +113,8 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
         :math:`\\sqrt{\\tau\\lambda}`).
     postprocessor : torch.nn.Module, the network of "postprocess" (``lam`` unused; ``x0`` is
         taken as the FBP image when given).
+    measurement : how ``y`` was made (:mod:`cil_genreg.physics.measurement`), when known: for
+        "postprocess", whose network warns when trained for another dose or noise level.
 
     A generator of images of another size than the reconstruction (a patch model) is used at
     the reconstruction's size when it is fully convolutional (:func:`generator_for`), else it
@@ -129,7 +131,7 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
         raise ValueError(f"method {method!r} needs a {what} ({what}=...)")
     if method == "postprocess":
         from .postprocess_data import postprocess
-        return postprocess(postprocessor, A, y, x0=x0)
+        return postprocess(postprocessor, A, y, x0=x0, measurement=measurement)
     lam = check_positive(lam, "lam")
     check_domain(x0, A, "x0")
     ig = A.domain_geometry()

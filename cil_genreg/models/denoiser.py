@@ -155,8 +155,9 @@ class PostProcessingUNet(_Network):
     .. math:: P(x_0) = x_0 + U(x_0),
 
     trained (``cil-genreg train --model postprocess``) on pairs (FBP of the simulated data,
-    truth) of that geometry, on :math:`\|P(x_0) - x\|_2^2`. The geometry it was trained for is
-    in its checkpoint's metadata (``"geometry"``); applied to another one it warns
+    truth) of that geometry, on :math:`\|P(x_0) - x\|_2^2`. The geometry and measurement
+    (physics, dose or noise) it was trained for are in its checkpoint's metadata
+    (``"geometry"``); applied to another one it warns
     (:func:`cil_genreg.experiments.methods.reconstruct`).
 
     Parameters
