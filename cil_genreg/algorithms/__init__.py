@@ -1,10 +1,12 @@
 """CIL Algorithms of cil_genreg: :class:`LatentLBFGS` on the latent (a CIL ``Algorithm`` a user
-drives with ``run``), :class:`LatentPosteriorSampler` (Langevin draws of the latent posterior:
-the posterior mean and pixel std, and their :func:`calibration`), and builders of CIL
-algorithms that combine a generative regulariser with TV: :mod:`.hybrid` (TV + generative,
-PDHG or FISTA) and :mod:`.z_tv` (TV along the slice axis).
+drives with ``run``), the posterior samplers :class:`LatentPosteriorSampler` (Langevin draws of
+the range method's latent posterior) and :class:`JointPosteriorSampler` (Gibbs draws of the soft
+method's joint posterior of the image and the latent), their posterior mean and pixel std and
+:func:`calibration`, and builders of CIL algorithms that combine a generative regulariser with
+TV: :mod:`.hybrid` (TV + generative, PDHG or FISTA) and :mod:`.z_tv` (TV along the slice axis).
 """
 from .latent_lbfgs import LatentLBFGS
-from .posterior_sampler import LatentPosteriorSampler, calibration
+from .posterior_base import PosteriorSampler, calibration
+from .posterior_sampler import LatentPosteriorSampler
 
-__all__ = ["LatentLBFGS", "LatentPosteriorSampler", "calibration"]
+__all__ = ["LatentLBFGS", "PosteriorSampler", "LatentPosteriorSampler", "calibration"]

@@ -1,21 +1,18 @@
 r"""Sampling the latent posterior of the range method, as a CIL Algorithm: how sure is each
 pixel of a generative reconstruction?"""
-import math
-import time
-
-import numpy as np
 import torch
-from cil.optimisation.algorithms import Algorithm
 from cil.optimisation.functions import L2NormSquared
 
 from ..functions.latent_least_squares import LatentLeastSquares
-from ..latent.langevin import LangevinChain, effective_sample_size
+from ..latent.langevin import LangevinChain
 from ..utilities.bridge import as_tensor, from_tensor
-from ..utilities.validation import check_fraction, check_int, check_positive
 from .latent_objective import LatentObjective
+from .posterior_base import PosteriorSampler, calibration
+
+__all__ = ["LatentPosteriorSampler", "calibration"]
 
 
-class LatentPosteriorSampler(Algorithm):
+class LatentPosteriorSampler(PosteriorSampler):
     r"""Langevin sampling (MALA, or ULA) of the latent posterior of data :math:`y = A G(w) +
     \sigma\varepsilon` under the prior :math:`w \sim N(0, I)`,
 
@@ -60,6 +57,9 @@ class LatentPosteriorSampler(Algorithm):
     ----------
     seconds : float
         time spent in :meth:`update`.
+
+    The burn-in, thinning, kept draws, :attr:`mean`, :attr:`std`, :attr:`ess` and
+    :meth:`interval` are those of :class:`~cil_genreg.algorithms.posterior_base.PosteriorSampler`.
     """
 
     def __init__(self, initial=None, f=None, sigma=None, step=1e-2, burn_in=200, thin=1,
@@ -86,47 +86,28 @@ class LatentPosteriorSampler(Algorithm):
                             f"{type(f).__name__}.")
         if not hasattr(initial, "as_array"):
             raise TypeError("initial must be a VectorData in f.latent_geometry.")
-        self.sigma = check_positive(sigma, "sigma (the noise's standard deviation)")
-        step = check_positive(step, "step")
-        self.burn_in = check_int(burn_in, "burn_in", low=0)
-        self.thin = check_int(thin, "thin", low=1)
-        chains = check_int(chains, "chains", low=1)
+        sigma, step, chains = self._set_up_common(sigma, step, burn_in, thin, chains,
+                                                  f.A.domain_geometry())
         if f.c == 0:
             raise ValueError("f has c = 0: there is no data term to sample a posterior of.")
         self.f = f
         self.geometry = f.latent_geometry
-        energy = (1.0 / (2.0 * self.sigma ** 2 * f.c)) * f + 0.5 * L2NormSquared()
+        energy = (1.0 / (2.0 * sigma ** 2 * f.c)) * f + 0.5 * L2NormSquared()
         start = as_tensor(initial).reshape(1, -1).repeat(chains, 1)
         self.chain = LangevinChain(LatentObjective(energy, self.geometry), start, float(step),
                                    exact=exact, seed=seed)
         self.x = initial.copy()
-        self._kept, self._potentials = [], []
-        self._sum = self._squares = None
-        self.seconds = 0.0
         self.configured = True
 
-    def update(self):
-        """One Langevin step of every chain (adapting the step during burn-in); every
-        ``thin``-th step after burn-in the draws are kept and their images accumulated."""
-        started = time.perf_counter()
-        steps = self.iteration + 1
-        burning = steps <= self.burn_in
-        self.chain.advance(adapt=burning)
-        if steps == self.burn_in:
-            self.chain.reset_counts()
-        if not burning and (steps - self.burn_in) % self.thin == 0:
-            self._keep()
-        from_tensor(self.chain.w[0], out=self.x)
-        self.seconds += time.perf_counter() - started
+    def _advance(self, adapt):
+        self.chain.advance(adapt=adapt)
 
-    def _keep(self):
+    def _state(self):
         w = self.chain.w.clone()
-        images = self.images(w).double()
-        self._kept.append(w)
-        self._potentials.append(self.chain.u.clone())
-        self._sum = images.sum(0) if self._sum is None else self._sum + images.sum(0)
-        squares = images.square().sum(0)
-        self._squares = squares if self._squares is None else self._squares + squares
+        return w, self.images(w), self.chain.u
+
+    def _show(self):
+        from_tensor(self.chain.w[0], out=self.x)
 
     def images(self, w):
         """The images :math:`G(w)` of latent rows ``w`` (R, N), as a (R, *image shape) tensor."""
@@ -136,154 +117,3 @@ class LatentPosteriorSampler(Algorithm):
         with torch.inference_mode(), adapter.threads(len(z)):
             out = adapter(z)
         return out.reshape(w.shape[0], *operator.range_geometry().shape).cpu()
-
-    def update_objective(self):
-        r"""Append the first chain's :math:`-\log p(w \mid y)` (up to a constant)."""
-        self.loss.append(float(self.chain.u[0]))
-
-    def sample(self, samples, verbose=0):
-        """Run until ``samples`` draws per chain are kept (burn-in first, if not yet done).
-
-        Parameters
-        ----------
-        samples : int
-            draws per chain, >= 1.
-        verbose : int
-
-        Returns
-        -------
-        LatentPosteriorSampler
-            this sampler.
-        """
-        samples = check_int(samples, "samples", low=1)
-        todo = self.burn_in + samples * self.thin - (self.iteration + 1)
-        if todo > 0:
-            self.run(todo, verbose=verbose)
-        return self
-
-    def run(self, iterations=None, callbacks=None, verbose=0):
-        """Run ``iterations`` Langevin steps (CIL's
-        :meth:`~cil.optimisation.algorithms.Algorithm.run`).
-
-        Parameters
-        ----------
-        iterations : int
-            >= 1.
-        callbacks : list of callables, optional
-        verbose : int
-
-        Returns
-        -------
-        LatentPosteriorSampler
-        """
-        iterations = check_int(iterations, "iterations (Langevin steps)", low=1)
-        super().run(iterations, callbacks=callbacks, verbose=verbose)
-        return self
-
-    def _draws(self):
-        if not self._kept:
-            raise ValueError(f"no draws kept yet: run the sampler past its burn-in "
-                             f"({self.burn_in} steps), e.g. .sample(200).")
-        return len(self._kept) * self.chain.w.shape[0]
-
-    def _image(self, values):
-        image = self.f.A.domain_geometry().allocate(None)
-        return from_tensor(values.float(), out=image)
-
-    @property
-    def mean(self):
-        r"""The posterior mean image :math:`\bar x` (ImageData)."""
-        return self._image(self._sum / self._draws())
-
-    @property
-    def std(self):
-        r"""The pixel standard deviation image :math:`s` (ImageData)."""
-        k = self._draws()
-        variance = (self._squares - self._sum.square() / k) / max(k - 1, 1)
-        return self._image(variance.clamp_min(0).sqrt())
-
-    @property
-    def samples(self):
-        """The kept latent draws, (K, N) numpy (chains interleaved)."""
-        self._draws()
-        return torch.cat(self._kept).numpy()
-
-    @property
-    def acceptance(self):
-        """MALA's acceptance rate after burn-in (1 for ULA, which accepts every move)."""
-        return self.chain.acceptance
-
-    @property
-    def step(self):
-        """The chains' mean Langevin step (adapted during burn-in)."""
-        return float(self.chain.step.mean())
-
-    @property
-    def ess(self):
-        r"""The effective sample size of the kept draws: the smaller of those of
-        :math:`-\log p(w \mid y)` and of the image's mean intensity
-        (:func:`~cil_genreg.latent.effective_sample_size`)."""
-        self._draws()
-        means = torch.stack([self.images(w).flatten(1).mean(1) for w in self._kept])
-        return min(effective_sample_size(torch.stack(self._potentials)),
-                   effective_sample_size(means))
-
-    def interval(self, level=0.95, batch=64):
-        """The pixel-wise central ``level`` interval of the posterior (empirical quantiles of
-        the kept images, regenerated ``batch`` at a time).
-
-        Parameters
-        ----------
-        level : float
-            in (0, 1).
-        batch : int
-
-        Returns
-        -------
-        (ImageData, ImageData)
-            the lower and upper bounds.
-        """
-        level = check_fraction(level, "level")
-        w = torch.as_tensor(self.samples)
-        images = torch.cat([self.images(w[i:i + batch]) for i in range(0, len(w), batch)])
-        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=images.dtype)
-        low, high = torch.quantile(images.flatten(1), q, dim=0)
-        shape = images.shape[1:]
-        return self._image(low.reshape(shape)), self._image(high.reshape(shape))
-
-
-def calibration(sampler, truth, level=0.95, seconds=None):
-    r"""How well a posterior's spread matches its error, against the truth: the share of the
-    truth's pixels inside the central ``level`` interval (:math:`\approx` ``level`` when
-    calibrated), the correlation of the pixel std with :math:`|\bar x - x^\dagger|`, the
-    effective sample size and the seconds per effective sample.
-
-    Parameters
-    ----------
-    sampler : LatentPosteriorSampler
-        after sampling.
-    truth : DataContainer or numpy.ndarray
-    level : float
-    seconds : float, optional
-        the cost to divide by the ESS (default: the sampler's own :attr:`seconds`).
-
-    Returns
-    -------
-    dict
-        ``coverage``, ``std_error_correlation``, ``ess``, ``seconds_per_effective_sample``,
-        ``acceptance``, ``step``, ``draws``, ``rmse`` (of the mean), ``mean_std``.
-    """
-    truth = np.asarray(truth.as_array() if hasattr(truth, "as_array") else truth, np.float64)
-    low, high = (b.as_array() for b in sampler.interval(level))
-    mean, std = sampler.mean.as_array(), sampler.std.as_array()
-    error = np.abs(mean - truth)
-    inside = (truth >= low) & (truth <= high)
-    correlation = float(np.corrcoef(std.ravel(), error.ravel())[0, 1]) if std.std() > 0 \
-        else float("nan")
-    ess = sampler.ess
-    cost = sampler.seconds if seconds is None else float(seconds)
-    return {"coverage": float(inside.mean()), "std_error_correlation": correlation,
-            "ess": ess, "seconds_per_effective_sample": cost / ess if ess == ess else math.nan,
-            "acceptance": sampler.acceptance, "step": sampler.step,
-            "draws": len(sampler.samples), "rmse": float(np.sqrt(np.mean(error ** 2))),
-            "mean_std": float(std.mean())}

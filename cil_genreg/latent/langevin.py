@@ -81,6 +81,19 @@ class LangevinChain:
                 f"size {step:.3g}: use a smaller step (or a larger burn-in to adapt it); "
                 "no image was written from the diverged chain.")
 
+    def refresh(self):
+        """Evaluate the potential afresh at the current states: after the potential itself
+        changed (e.g. the image a Gibbs sampler conditions on), the kept :attr:`u` and
+        :attr:`grad` belong to the old one and MALA's acceptance test would be wrong.
+
+        Raises
+        ------
+        ChainDivergedError
+            when the new potential or its gradient is NaN or Inf at the current states.
+        """
+        self.u, self.grad = self._evaluate(self.w)
+        self._check(self.u, self.grad, float(self.step.max()), "refresh of the potential")
+
     def reset_counts(self):
         """Start counting MALA's accepted and proposed moves afresh (after burn-in)."""
         self.accepted = 0
