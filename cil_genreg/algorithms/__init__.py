@@ -8,5 +8,7 @@ TV: :mod:`.hybrid` (TV + generative, PDHG or FISTA) and :mod:`.z_tv` (TV along t
 from .latent_lbfgs import LatentLBFGS
 from .posterior_base import PosteriorSampler, calibration
 from .posterior_sampler import LatentPosteriorSampler
+from .joint_sampler import JointPosteriorSampler, latent_given_image, soft_posterior_scales
 
-__all__ = ["LatentLBFGS", "PosteriorSampler", "LatentPosteriorSampler", "calibration"]
+__all__ = ["LatentLBFGS", "PosteriorSampler", "LatentPosteriorSampler", "JointPosteriorSampler",
+           "calibration", "latent_given_image", "soft_posterior_scales"]

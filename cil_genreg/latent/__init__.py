@@ -13,10 +13,11 @@ from .solver import LatentSolver, LatentSolution, SolverStats, OPTIMISERS
 from .quasi_newton import BFGSMemory, LBFGSMemory, QuasiNewtonIteration, batched_quasi_newton
 from .langevin import (ChainDivergedError, LangevinChain, MALA_TARGET_ACCEPTANCE,
                        effective_sample_size)
+from .image_potential import ImageMisfitPotential
 
 __all__ = ["GeneratorAdapter", "PRECISIONS", "check_precision", "InnerSchedule", "resolve_device", "frozen", "encode_mean",
            "jacobian_norm_squared", "SquaredMisfit", "HuberMisfit", "NegatedInnerProduct",
            "LatentSolver", "LatentSolution", "SolverStats", "OPTIMISERS", "batched_quasi_newton",
            "QuasiNewtonIteration", "LatentChain",
            "BFGSMemory", "LBFGSMemory", "LangevinChain", "ChainDivergedError",
-           "MALA_TARGET_ACCEPTANCE", "effective_sample_size"]
+           "MALA_TARGET_ACCEPTANCE", "effective_sample_size", "ImageMisfitPotential"]
