@@ -1,5 +1,6 @@
-"""`cil-genreg reconstruct --samples N`: the latent posterior's mean and std written beside the
-reconstruction; refused, before anything runs, where there is no sampler."""
+"""`cil-genreg reconstruct --samples N`: the posterior's mean and std written beside the
+reconstruction (the latent posterior for --method latent, the joint (x, w) one for --method
+soft); refused, before anything runs, where there is no sampler."""
 import numpy as np
 import pytest
 
@@ -27,8 +28,24 @@ def test_samples_write_the_posterior_mean_and_std(sinogram, capsys):
     assert "posterior" in text and "acceptance" in text and "latent_std.npy" in text
 
 
+def test_soft_samples_write_the_joint_posterior_mean_and_std(sinogram, capsys):
+    d, truth, sigma = sinogram
+    out = d / "soft.npy"
+    assert cli_main(_argv(d, sigma, out, "--method", "soft", "--iterations", "20",
+                          "--samples", "30", "--burn-in", "30")) == 0
+    mean, std = np.load(d / "soft_mean.npy"), np.load(d / "soft_std.npy")
+    assert mean.shape == std.shape == (28, 28)
+    assert np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()
+    soft = np.load(out)
+    assert np.sqrt(np.mean((mean - truth) ** 2)) < np.sqrt(np.mean((soft - truth) ** 2)) + 0.05
+    text = capsys.readouterr().out
+    assert "p(x, w | y)" in text and "τ =" in text and "soft_std.npy" in text
+
+
 @pytest.mark.parametrize("extra, match", [
-    (["--method", "soft", "--samples", "10"], "--method latent"),
+    (["--method", "range", "--samples", "10"], "--method latent"),
+    (["--method", "latent", "--samples", "10", "--tau", "0.1"], "--method soft"),
+    (["--method", "soft", "--samples", "10", "--tau", "nan"], "--tau"),
     (["--method", "latent", "--samples", "0"], "--samples"),
     (["--method", "latent", "--samples", "10", "--burn-in", "-1"], "--burn-in"),
 ])

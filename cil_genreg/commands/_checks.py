@@ -36,6 +36,7 @@ RULES = {
                     "iterations": _count, "image_size": _count, "angles_deg": _count,
                     "panel": _count, "start_lam": check_positive, "device": _device_name,
                     "samples": _count, "chains": _count, "inner_iterations": _count,
+                    "tau": check_positive,
                     "burn_in": lambda value, name: check_int(value, name, low=0)},
 }
 
