@@ -1,23 +1,29 @@
 #!/usr/bin/env python
-"""How sure is a generative CT reconstruction? Calibration of the latent posterior on held-out
-chest CT slices.
+"""How sure is a generative CT reconstruction? Calibration of the latent posterior and of the
+soft method's joint posterior on held-out chest CT slices.
 
 * data: ``--n`` slices of the held-out block of the chest CT
   (``cil_genreg.datasets.ct_slices("chest", "test", size=128)``), parallel beam with
   ``--angles`` (30) over 180° and over ``--limited-span`` (120°: the missing wedge), Gaussian
   noise ``--noise`` (2 % of the sinogram's maximum), ASTRA;
-* posterior: :math:`p(w \\mid y) \\propto \\exp(-\\|A G(w) - y\\|^2 / 2\\sigma^2 - \\|w\\|^2/2)`
-  with ``ct-vae-128`` whitened by its fitted latent Gaussian, σ the noise level; MALA
-  (:class:`cil_genreg.algorithms.LatentPosteriorSampler`) from the MAP (the latent method at
-  λ = σ², started from the encoding of TV at λ = 10), ``--burn-in`` steps then ``--samples``
-  draws per chain;
-* measured per slice (:func:`cil_genreg.algorithms.calibration`): the share of truth pixels
-  inside the 95 % interval, corr(std, |error|), the ESS and seconds per effective sample; and
-  the share of the std image's spectral power inside the missing wedge (against the share of
-  the wedge's area), for the limited-angle case;
+* ``--methods latent``: :math:`p(w \\mid y) \\propto \\exp(-\\|A G(w) - y\\|^2 / 2\\sigma^2 -
+  \\|w\\|^2/2)` with ``ct-vae-128`` whitened by its fitted latent Gaussian, σ the noise level;
+  MALA (:class:`cil_genreg.algorithms.LatentPosteriorSampler`) from the MAP (the latent method
+  at λ = σ², started from the encoding of TV at λ = 10);
+* ``--methods soft``: the joint :math:`p(x, w \\mid y) \\propto \\exp(-\\|Ax - y\\|^2/2\\sigma^2 -
+  \\|x - G(w)\\|^2/2\\tau^2 - \\|w\\|^2/2)`, :math:`\\tau = \\sigma/\\sqrt\\lambda` with λ =
+  ``--soft-lam`` (1000, the best soft λ at 128², 30 angles, docs/results.md); Gibbs
+  (:class:`cil_genreg.algorithms.JointPosteriorSampler`: x exactly, w by MALA) from the soft
+  reconstruction at that λ and μ = σ²/λ (whose joint mode it is; ``--map-iterations`` FISTA
+  iterations from TV) and the latent of p(w | x);
+* both chains: ``--burn-in`` steps then ``--samples`` draws per chain, the same seeds;
+* measured per slice and chain (:func:`cil_genreg.algorithms.calibration`): the share of truth
+  pixels inside the 95 % interval (empirical quantiles, and mean ± 1.96 std), corr(std,
+  |error|), the ESS, ESS per second; and the share of the std image's spectral power inside the
+  missing wedge (against the share of the wedge's area), for the limited-angle case;
 * outputs in ``--out``: ``ct_uncertainty.json``, the figure ``ct_uncertainty.png`` (truth /
-  mean / std / |error|, one row per geometry, std and error each on its own colour scale) and
-  the images as ``ct_uncertainty.npz``.
+  mean / std / |error| of the first slice, one row per geometry and chain, std and error each on
+  its own colour scale) and the images as ``ct_uncertainty.npz``.
 """
 import argparse
 import json
@@ -29,6 +35,10 @@ import numpy as np
 
 #: TV's λ for 128² CT slices (demos/ct_tomography.py's middle value): the MAP's start
 TV_LAMBDA = 10.0
+#: soft's best λ at 128², 30 angles, 2 % noise (docs/results.md): τ = σ/√λ of the joint chain
+SOFT_LAMBDA = 1000.0
+#: the chains: the range method's latent posterior, the soft method's joint posterior
+METHODS = ("latent", "soft")
 
 
 def parse_args(argv=None):
@@ -41,7 +51,12 @@ def parse_args(argv=None):
     p.add_argument("--limited-span", type=float, default=120.0)
     p.add_argument("--noise", type=float, default=0.02)
     p.add_argument("--model", default="ct-vae-128")
-    p.add_argument("--map-iterations", type=int, default=60)
+    p.add_argument("--map-iterations", type=int, default=60,
+                   help="iterations of each MAP: LatentLBFGS (latent), FISTA (soft)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                   help="latent: MALA on p(w | y); soft: the joint Gibbs chain on p(x, w | y)")
+    p.add_argument("--soft-lam", type=float, default=SOFT_LAMBDA,
+                   help="the soft method's λ: τ = σ/√λ, and its MAP at μ = σ²/λ")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sigma-from", default="noise", choices=("noise", "residual"),
                    help="the likelihood's σ: the noise level (default), or the MAP's residual "
@@ -66,10 +81,8 @@ def wedge_fraction(image, span):
     return float(power[missing].sum() / power.sum()), float(missing.mean())
 
 
-def one_slice(image, G, geometry, args, rng):
-    """The posterior of one slice under one geometry: the sampler, its calibration, arrays."""
-    from cil.optimisation.functions import L2NormSquared  # noqa: F401  (CIL present)
-    from cil_genreg.algorithms import LatentPosteriorSampler, calibration
+def measure(image, geometry, args, rng):
+    """The data of one slice under one geometry, and the TV start of the MAPs."""
     from cil_genreg.experiments import methods
     from cil_genreg.physics.forward import initial_reconstruction, make_geometry, make_projector
     from cil_genreg.physics.measurement import GaussianMeasurement
@@ -78,30 +91,81 @@ def one_slice(image, G, geometry, args, rng):
                            limited_span=args.limited_span)
     A = make_projector(ig, ag)
     measured = GaussianMeasurement(args.noise).measure(image, A, rng)
-    y, sigma, truth = measured.data, measured.sigma, measured.truth
+    y = measured.data
     fbp, _ = initial_reconstruction(A, y)
     started = time.perf_counter()
     tv = methods.reconstruct("tv", A, y, TV_LAMBDA, x0=fbp, iterations=50)
-    f, z = methods.latent_map(A, y, sigma ** 2, G, x0=tv, iterations=args.map_iterations)
-    map_seconds = time.perf_counter() - started
+    return dict(A=A, y=y, sigma=measured.sigma, truth=measured.truth, fbp=fbp, tv=tv,
+                geometry=geometry, tv_seconds=time.perf_counter() - started)
+
+
+def _sigma(problem, image, args):
+    """The likelihood's σ: the noise level, or at least the MAP's residual RMS."""
+    sigma, A, y = problem["sigma"], problem["A"], problem["y"]
     if args.sigma_from == "residual":
-        sigma = max(sigma, float((A.direct(f.image(z)) - y).norm()) / np.sqrt(y.as_array().size))
+        sigma = max(sigma, float((A.direct(image) - y).norm()) / np.sqrt(y.as_array().size))
+    return sigma
+
+
+def latent_chain(problem, G, args, seed):
+    """MALA on p(w | y) from the latent method's MAP at λ = σ²: (sampler, MAP image, σ)."""
+    from cil_genreg.algorithms import LatentPosteriorSampler
+    from cil_genreg.experiments import methods
+
+    A, y = problem["A"], problem["y"]
+    f, z = methods.latent_map(A, y, problem["sigma"] ** 2, G, x0=problem["tv"],
+                              iterations=args.map_iterations)
+    map_image = f.image(z)
+    sigma = _sigma(problem, map_image, args)
     sampler = LatentPosteriorSampler(initial=z, f=f, sigma=sigma, step=1e-3,
-                                     burn_in=args.burn_in, chains=args.chains,
-                                     seed=int(rng.integers(1 << 30)))
+                                     burn_in=args.burn_in, chains=args.chains, seed=seed)
+    return sampler, map_image, sigma
+
+
+def joint_chain(problem, G, args, seed):
+    """Gibbs on p(x, w | y) from the soft MAP at λ = ``--soft-lam``, μ = σ²/λ, and the latent
+    of p(w | x): (sampler, MAP image, σ)."""
+    from cil_genreg.algorithms import (JointPosteriorSampler, latent_given_image,
+                                       soft_posterior_scales)
+    from cil_genreg.experiments import methods
+
+    A, y, lam = problem["A"], problem["y"], args.soft_lam
+    mu = soft_posterior_scales(problem["sigma"], lam)["mu_consistent"]
+    map_image = methods.reconstruct("soft", A, y, lam, G, x0=problem["tv"],
+                                    iterations=args.map_iterations, mu=mu, max_iteration=2)
+    sigma = _sigma(problem, map_image, args)
+    tau = soft_posterior_scales(sigma, lam)["tau"]
+    w = latent_given_image(G, map_image, tau, iterations=args.map_iterations)
+    sampler = JointPosteriorSampler(initial=map_image, A=A, y=y, generator=G, sigma=sigma,
+                                    tau=tau, latent=w, step=1e-3, burn_in=args.burn_in,
+                                    chains=args.chains, seed=seed)
+    return sampler, map_image, sigma
+
+
+def one_slice(problem, G, method, args, seed):
+    """One chain on one slice under one geometry: its calibration report and its arrays."""
+    from cil_genreg.algorithms import calibration
+
+    started = time.perf_counter()
+    make = joint_chain if method == "soft" else latent_chain
+    sampler, map_image, sigma = make(problem, G, args, seed)
+    map_seconds = time.perf_counter() - started
     sampler.sample(args.samples)
-    report = calibration(sampler, truth)
+    truth = problem["truth"].as_array()
+    report = calibration(sampler, problem["truth"])
     mean, std = sampler.mean.as_array(), sampler.std.as_array()
-    error = np.abs(mean - truth.as_array())
-    map_image = f.image(z).as_array()
-    report.update(geometry=geometry, sigma=sigma, map_seconds=map_seconds,
+    error = np.abs(mean - truth)
+    report.update(method=method, geometry=problem["geometry"], sigma=sigma,
+                  map_seconds=map_seconds + problem["tv_seconds"],
                   sampling_seconds=sampler.seconds,
-                  map_rmse=float(np.sqrt(np.mean((map_image - truth.as_array()) ** 2))))
-    if geometry == "limited":
+                  map_rmse=float(np.sqrt(np.mean((map_image.as_array() - truth) ** 2))))
+    if method == "soft":
+        report.update(tau=sampler.tau, cg_iterations=sampler.cg_iterations)
+    if problem["geometry"] == "limited":
         report["std_wedge_power"], report["wedge_area"] = wedge_fraction(std, args.limited_span)
         report["fbp_error_wedge_power"], _ = wedge_fraction(
-            fbp.as_array() - truth.as_array(), args.limited_span)
-    return report, (truth.as_array(), mean, std, error)
+            problem["fbp"].as_array() - truth, args.limited_span)
+    return report, (truth, mean, std, error)
 
 
 def figure(panels, path, title):
@@ -142,22 +206,27 @@ def main(argv=None):
     reports, panels = [], []
     for k, image in enumerate(images):
         for geometry in ("parallel", "limited"):
-            report, arrays = one_slice(image, G, geometry, args, rng)
-            reports.append(dict(report, slice=k))
-            panels.append((f"{k} {geometry}", arrays))
-            print(f"slice {k} {geometry:8}: coverage {report['coverage']:.3f}, corr(std, |err|) "
-                  f"{report['std_error_correlation']:.3f}, ESS {report['ess']:.1f} "
-                  f"({report['seconds_per_effective_sample']:.2f} s each), acceptance "
-                  f"{report['acceptance']:.2f}, mean std {report['mean_std']:.4f}, RMSE "
-                  f"{report['rmse']:.4f}", flush=True)
+            problem = measure(image, geometry, args, rng)
+            seeds = {method: int(rng.integers(1 << 30)) for method in METHODS}
+            for method in args.methods:
+                report, arrays = one_slice(problem, G, method, args, seeds[method])
+                reports.append(dict(report, slice=k))
+                panels.append((f"{k} {geometry} {method}", arrays))
+                print(f"slice {k} {geometry:8} {method:6}: coverage {report['coverage']:.3f} "
+                      f"(mean ± 1.96 std: {report['coverage_gaussian']:.3f}), corr(std, |err|) "
+                      f"{report['std_error_correlation']:.3f}, ESS {report['ess']:.1f} "
+                      f"({report['ess_per_second']:.3f} per s), acceptance "
+                      f"{report['acceptance']:.2f}, mean std {report['mean_std']:.4f}, RMSE "
+                      f"{report['rmse']:.4f}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, names[0]), "w") as f:
         json.dump({"settings": vars(args), "slices": reports}, f, indent=1)
     np.savez_compressed(os.path.join(args.out, names[2]),
                         **{f"{name.replace(' ', '_')}_{kind}": array for name, arrays in panels
                            for kind, array in zip(("truth", "mean", "std", "error"), arrays)})
-    figure(panels[:4], os.path.join(args.out, names[1]),
-           f"latent posterior, {args.model}, {args.angles} angles, noise {args.noise:g}")
+    figure(panels[:2 * len(args.methods)], os.path.join(args.out, names[1]),
+           f"posteriors ({', '.join(args.methods)}), {args.model}, {args.angles} angles, "
+           f"noise {args.noise:g}")
     print(f"written to {args.out}")
     return 0
 

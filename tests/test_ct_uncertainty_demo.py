@@ -23,7 +23,10 @@ def test_the_options_scale_up(demo):
     args = demo.parse_args(["--n", "20", "--samples", "2000", "--out", "x"])
     assert (args.n, args.samples, args.out, args.angles, args.limited_span) == \
         (20, 2000, "x", 30, 120.0)
-    assert demo.parse_args([]).sigma_from == "noise"
+    defaults = demo.parse_args([])
+    assert defaults.sigma_from == "noise"
+    assert defaults.methods == ["latent", "soft"] and defaults.soft_lam == 1000.0
+    assert demo.parse_args(["--methods", "soft", "--soft-lam", "300"]).methods == ["soft"]
 
 
 def test_the_limited_angle_error_lies_in_the_missing_wedge(demo):
