@@ -48,3 +48,15 @@ def test_existing_outputs_are_refused_before_anything_runs(demo, tmp_path):
     with pytest.raises(Exception, match="ct_uncertainty.json"):
         demo.main(["--out", str(tmp_path)])
     assert (tmp_path / "ct_uncertainty.json").read_text() == "{}"
+
+
+def test_region_coverage_tells_the_edges_from_the_air(demo):
+    truth = np.zeros((10, 10))
+    truth[2:8, 2:8] = 1.0
+    mean = truth.copy()
+    mean[2:8, 2] += 0.5  # an edge the mean misses
+    std = np.full_like(truth, 0.1)
+    regions = demo.region_coverage(truth, mean, std)
+    assert regions["coverage_air"] == 1.0
+    assert regions["coverage_body"] == pytest.approx(30 / 36)
+    assert regions["coverage_worst_decile"] < 0.5
