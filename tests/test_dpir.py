@@ -183,3 +183,9 @@ def test_dpir_through_reconstruct_beats_fbp_on_a_tiny_ct_problem():
     assert len(seen) == 8 and seen[0] == pytest.approx(DPIR_SIGMA_MAX)
     assert x.shape == (32, 32) and np.isfinite(x.as_array()).all()
     assert psnr(x, truth) > psnr(fbp, truth) + 3.0
+    # the default CG cap solves the last x-steps (a capped, unsolved x-step regularises in
+    # lam's place)
+    algo = PlugAndPlayHQS(initial=fbp, operator=A, data=y, denoiser=BlurDenoiser(),
+                          lam=0.46 * sigma_n ** 2, update_objective_interval=0)
+    algo.run(8, verbose=0)
+    assert all(bound <= 1e-3 for _, bound in algo.cg_history[-4:])
