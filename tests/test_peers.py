@@ -1,5 +1,6 @@
 """The learned peers of the generative methods, end to end on tiny models: `cil-genreg train
---model denoiser | postprocess`, the methods 'pnp' and 'postprocess' in the comparison harness,
+--model denoiser | postprocess`, the methods 'pnp', 'dpir' and 'postprocess' in the comparison
+harness,
 and the post-processing network's warning on a geometry it was not trained for."""
 import warnings
 
@@ -70,20 +71,24 @@ def test_postprocess_warns_on_another_geometry_and_still_returns(trained):
     assert other.shape == (32, 32)
 
 
-def test_comparison_runs_pnp_over_its_grid_and_postprocess_once(trained):
+def test_comparison_runs_pnp_and_dpir_over_their_grids_and_postprocess_once(trained):
     denoiser = methods.load_model(trained[0], "denoiser")
     post = methods.load_model(trained[1], "postprocess")
     from cil_genreg import datasets
     result = compare(datasets.shapes(1, size=32, seed=3), None, angles=8,
-                     methods=("fbp", "tv", "pnp", "postprocess"), iterations=5,
-                     lambdas={"tv": (1.0,), "pnp": (0.3, 3.0)}, progress=False,
+                     methods=("fbp", "tv", "pnp", "dpir", "postprocess"), iterations=5,
+                     lambdas={"tv": (1.0,), "pnp": (0.3, 3.0), "dpir": (0.01, 0.1)},
+                     progress=False,
                      denoiser=denoiser, postprocessor=post, noise=0.02)
     rows = {(r["method"], r["choice"]) for r in result["summary"]}
     assert ("postprocess", "initial") in rows and ("pnp", "best") in rows
+    assert ("dpir", "discrepancy") in rows and ("dpir", "best") in rows
     assert {g["lam"] for g in result["grid"] if g["method"] == "pnp"} == {0.3, 3.0}
-    with pytest.raises(ValueError, match="needs a denoiser"):
-        compare(datasets.shapes(1, size=32, seed=3), None, angles=8, methods=("pnp",),
-                iterations=2, progress=False)
+    assert {g["lam"] for g in result["grid"] if g["method"] == "dpir"} == {0.01, 0.1}
+    for method in ("pnp", "dpir"):
+        with pytest.raises(ValueError, match=f"method '{method}' needs a denoiser"):
+            compare(datasets.shapes(1, size=32, seed=3), None, angles=8, methods=(method,),
+                    iterations=2, progress=False)
 
 
 def test_bad_training_options_are_refused(tmp_path, capsys):
@@ -103,12 +108,12 @@ def test_ct_demo_adds_the_peers_and_times_them(trained, tmp_path):
     with pytest.warns(UserWarning, match="trained for parallel beam, 8 angles over 180°"):
         result = demo.main(["--n", "1", "--size", "32", "--angles", "8", "--iterations", "3",
                             "--geometry", "parallel", "limited", "--methods", "fbp", "tv",
-                            "--lambdas", '{"tv": [10], "soft": [30], "pnp": [1]}',
+                            "--lambdas", '{"tv": [10], "soft": [30], "pnp": [1], "dpir": [0.1]}',
                             "--denoiser", trained[0], "--postprocess", trained[1],
                             "--quiet", "--out", str(tmp_path)])
     methods_run = {(s["geometry"], s["method"]) for s in result["summary"]}
     for geometry in ("parallel", "limited"):
-        assert {(geometry, "pnp"), (geometry, "postprocess")} <= methods_run
+        assert {(geometry, "pnp"), (geometry, "dpir"), (geometry, "postprocess")} <= methods_run
     timing = json.loads((tmp_path / "ct_timing.json").read_text())
-    assert {"soft_seconds", "pnp_seconds", "postprocess_seconds"} <= set(timing)
-    assert set(timing["training_seconds"]) >= {"pnp", "postprocess"}
+    assert {"soft_seconds", "pnp_seconds", "dpir_seconds", "postprocess_seconds"} <= set(timing)
+    assert set(timing["training_seconds"]) >= {"pnp", "dpir", "postprocess"}

@@ -1,5 +1,5 @@
-"""`cil-genreg reconstruct --method pnp --denoiser FILE` and `--method postprocess --postprocess
-FILE` on the shared digit sinogram, with tiny networks trained here; a network of another kind
+"""`cil-genreg reconstruct --method pnp | dpir --denoiser FILE` and `--method postprocess
+--postprocess FILE` on the shared digit sinogram, with tiny networks trained here; a network of another kind
 is refused naming what the file is, a missing one saying what to pass, and a post-processing
 network on another geometry warns and still writes its image."""
 import numpy as np
@@ -33,9 +33,11 @@ def test_pnp_and_postprocess_write_an_image(sinogram, networks, tmp_path, recwar
     denoiser, post = networks
     assert cli_main(["reconstruct", "--method", "pnp", "--denoiser", denoiser, "--lam", "1",
                      "--iterations", "5"] + _common(sinogram, tmp_path / "pnp.npy")) == 0
+    assert cli_main(["reconstruct", "--method", "dpir", "--denoiser", denoiser, "--lam", "0.3"]
+                    + _common(sinogram, tmp_path / "dpir.npy")) == 0
     assert cli_main(["reconstruct", "--method", "postprocess", "--postprocess", post]
                     + _common(sinogram, tmp_path / "post.npy")) == 0
-    for name in ("pnp", "post"):
+    for name in ("pnp", "dpir", "post"):
         image = np.load(tmp_path / f"{name}.npy")
         assert image.shape == (28, 28) and np.isfinite(image).all()
     assert not [w for w in recwarn if "post-processing network" in str(w.message)]
@@ -64,13 +66,17 @@ def test_peers_refuse_a_network_of_another_kind_or_none(sinogram, networks, tiny
 
     err = refused(["--method", "pnp"])
     assert "--method pnp needs a Plug-and-Play denoiser" in err and "--denoiser FILE" in err
+    assert "--method dpir needs a Plug-and-Play denoiser" in refused(["--method", "dpir"])
+    err = refused(["--method", "dpir", "--denoiser", str(tiny_checkpoint)])
+    assert "--denoiser:" in err and "is a generator (VAE" in err and "not a Plug-and-Play" in err
     assert "--postprocess FILE" in refused(["--method", "postprocess"])
     err = refused(["--method", "pnp", "--denoiser", str(tiny_checkpoint)])
     assert "--denoiser:" in err and "is a generator (VAE" in err and "not a Plug-and-Play" in err
     err = refused(["--method", "postprocess", "--postprocess", denoiser])
     assert "is a Plug-and-Play denoiser" in err and "not a post-processing network" in err
     assert "not a generator" in refused(["--method", "soft", "--model", post])
-    assert "drop it, or use --method pnp" in refused(["--method", "tv", "--denoiser", denoiser])
+    assert "drop it, or use --method pnp or dpir" in refused(["--method", "tv", "--denoiser",
+                                                               denoiser])
     assert "no --lam" in refused(["--method", "postprocess", "--postprocess", post,
                                   "--lam", "1"])
     assert "multiple of 4" in refused(["--method", "pnp", "--denoiser", denoiser,

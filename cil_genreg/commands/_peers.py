@@ -1,9 +1,12 @@
-r"""``cil-genreg reconstruct --method pnp | postprocess``: the learned peers of the generative
-methods on a user's sinogram, with the networks ``cil-genreg train --model denoiser |
+r"""``cil-genreg reconstruct --method pnp | dpir | postprocess``: the learned peers of the
+generative methods on a user's sinogram, with the networks ``cil-genreg train --model denoiser |
 postprocess`` writes:
 
 * ``pnp`` (``--denoiser FILE``): Plug-and-Play FISTA,
   :math:`x_{k+1} = D_{\sqrt{\tau\lambda}}(x_k - \tau\nabla\|Ax_k - y\|^2)`, over ``--lam``;
+* ``dpir`` (``--denoiser FILE``): DPIR, Plug-and-Play half-quadratic splitting with the noise
+  level falling over 8 iterations (:class:`~cil_genreg.algorithms.PlugAndPlayHQS`), over
+  ``--lam``;
 * ``postprocess`` (``--postprocess FILE``): FBPConvNet, :math:`P(\mathrm{FBP}(y))`, no λ; a
   network trained for another geometry warns, naming both, and its image is still written.
 """
@@ -12,6 +15,7 @@ from ..utilities.validation import InputError
 
 #: method -> (the kind of network it needs, the option giving it, the command that makes one)
 PEERS = {"pnp": ("denoiser", "--denoiser", "`cil-genreg train --model denoiser`"),
+         "dpir": ("denoiser", "--denoiser", "`cil-genreg train --model denoiser`"),
          "postprocess": ("postprocess", "--postprocess",
                          "`cil-genreg train --model postprocess` for this geometry")}
 
@@ -19,7 +23,7 @@ PEERS = {"pnp": ("denoiser", "--denoiser", "`cil-genreg train --model denoiser`"
 def add_options(p):
     """``--denoiser`` and ``--postprocess``."""
     p.add_argument("--denoiser", metavar="FILE",
-                   help="--method pnp: a Plug-and-Play denoiser, a checkpoint of `cil-genreg "
+                   help="--method pnp or dpir: a Plug-and-Play denoiser, a checkpoint of `cil-genreg "
                    "train --model denoiser`")
     p.add_argument("--postprocess", metavar="FILE",
                    help="--method postprocess: a post-processing network, a checkpoint of "
@@ -41,9 +45,11 @@ def check_options(args):
         if args.method == method and given is None:
             raise InputError(f"--method {method} needs {DESCRIPTIONS[kind]}: pass {option} "
                              f"FILE, a checkpoint written by {command}.")
-        if given is not None and args.method != method:
-            raise InputError(f"{option} gives the network of --method {method}, not of "
-                             f"--method {args.method}: drop it, or use --method {method}.")
+        users = [m for m, (_, o, _) in PEERS.items() if o == option]
+        if given is not None and args.method not in users:
+            raise InputError(f"{option} gives the network of --method {' or '.join(users)}, "
+                             f"not of --method {args.method}: drop it, or use --method "
+                             f"{' or '.join(users)}.")
     if args.method == "postprocess" and (args.lam or args.start != "fbp"):
         raise InputError("--method postprocess is one network pass on the FBP image: it takes "
                          "no --lam and no --start tv.")

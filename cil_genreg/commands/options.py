@@ -129,8 +129,8 @@ def add_comparison_options(p, n, angles=(10, 30), iterations=100, methods=METHOD
                    help="FISTA iterations per method")
     p.add_argument("--methods", nargs="+", default=list(methods), choices=ALL_METHODS,
                    help="fbp, tv, latent (range in latent space), range, soft, sparse; hybrid "
-                        "(TV + soft); pnp and postprocess (the learned peers: need --denoiser / "
-                        "--postprocess where the demo has them)")
+                        "(TV + soft); pnp (PnP-FISTA), dpir (DPIR) and postprocess (the learned "
+                        "peers: need --denoiser / --postprocess where the demo has them)")
     p.add_argument("--start", default="tv", choices=("fbp", "tv"),
                    help="start of the generative methods: the TV image at the discrepancy "
                    "principle's λ (no ground truth; its encoding for the latent range method), "

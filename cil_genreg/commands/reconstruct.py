@@ -5,8 +5,9 @@ The data: a sinogram (angles × detector pixels) as ``.npy`` with its geometry f
 span), ``--panel`` and ``--image-size``; or a CIL NeXus file (``.nxs``, written by
 ``cil.io.NEXUSDataWriter``), which carries its own geometry.
 
-The learned peers run on 2D sinograms: ``--method pnp --denoiser FILE`` and ``--method
-postprocess --postprocess FILE`` (:mod:`._peers`).
+The learned peers run on 2D sinograms: ``--method pnp --denoiser FILE`` (PnP-FISTA),
+``--method dpir --denoiser FILE`` (DPIR) and ``--method postprocess --postprocess FILE``
+(:mod:`._peers`).
 
 A 3D parallel-beam sinogram (``.npy`` of shape (slices, angles, pixels), or a 3D NeXus file)
 is reconstructed as a volume, slice-batched (2D TV per slice; the generative regularisers take
@@ -19,7 +20,7 @@ import os
 
 import numpy as np
 
-from ..utilities.defaults import METHODS, lambda_grids
+from ..utilities.defaults import DPIR_ITERATIONS, METHODS, lambda_grids
 from ..utilities.output_safety import check_output_file
 from . import _peers, _posterior
 from .options import add_latent_prior_option, add_precision_option, check_precision_option
@@ -44,7 +45,8 @@ def add_parser(subparsers):
         description=HELP + ". Methods: fbp; tv (CIL's TotalVariation under FISTA); latent (the "
         "range method in latent space: LatentLeastSquares + λ‖z‖² under FISTA); range, soft, "
         "sparse (the generative regularisers under FISTA, started from FBP); pnp (Plug-and-Play "
-        "FISTA with --denoiser); postprocess (the --postprocess network on the FBP image). "
+        "FISTA with --denoiser); dpir (DPIR: Plug-and-Play half-quadratic splitting with "
+        "--denoiser at a decreasing noise level, its 8 iterations); postprocess (the --postprocess network on the FBP image). "
         "With several --lam and --sigma, λ is chosen by the discrepancy principle.")
     p.add_argument("--method", required=True, choices=METHODS + tuple(_peers.PEERS))
     p.add_argument("--data", required=True,
@@ -68,7 +70,8 @@ def add_parser(subparsers):
                    help="noise standard deviation per datum: with several --lam, choose λ by "
                    "the discrepancy principle")
     p.add_argument("--mu", type=float, help="latent weight μ of soft / sparse")
-    p.add_argument("--iterations", type=int, default=100, help="FISTA iterations")
+    p.add_argument("--iterations", type=int, default=100,
+                   help="FISTA iterations (dpir runs the 8 of its noise schedule)")
     p.add_argument("--start", default="fbp", choices=("fbp", "tv"),
                    help="start of the generative methods: the FBP image, or TV (λ = "
                    "--start-lam) — better where FBP is poor, e.g. limited angle")
@@ -258,7 +261,7 @@ def run(args):
         image = methods.reconstruct("postprocess", A, y, None, x0=x0,
                                     postprocessor=_peers.network(args))
     else:
-        if args.method not in ("tv", "pnp"):
+        if args.method not in ("tv", "pnp", "dpir"):
             generator = getattr(args, "_generator", None) or \
                 methods.load_generator(args.model, args.latent_prior)
         lam, image = _iterative(args, A, y, x0, generator)
@@ -288,12 +291,13 @@ def _iterative(args, A, y, x0, generator):
     opts = {} if args.method == "tv" or args.device == "cpu" else {"device": args.device}
     if args.mu is not None and args.method in ("soft", "sparse"):
         opts["mu"] = args.mu
-    if args.method == "pnp":
+    if args.method in ("pnp", "dpir"):
         opts["denoiser"] = _peers.network(args)
     opts.update(_regulariser_options(args))
     if args.start == "tv" and args.method != "tv":
         x0 = methods.reconstruct("tv", A, y, args.start_lam, x0=x0, iterations=args.iterations)
-    bar = tqdm(total=len(lams) * args.iterations, desc=f"{args.method}", disable=args.quiet)
+    steps = DPIR_ITERATIONS if args.method == "dpir" else args.iterations
+    bar = tqdm(total=len(lams) * steps, desc=f"{args.method}", disable=args.quiet)
 
     def solve(lam):
         bar.set_postfix(lam=lam)

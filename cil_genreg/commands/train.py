@@ -22,7 +22,7 @@ def add_parser(subparsers):
         NAME, help=HELP, description=HELP + ". The checkpoint OUT (safetensors) and its training "
         "state OUT.state.pt are written atomically after every epoch; --resume continues.")
     p.add_argument("--model", choices=["vae", "ae", "gan", "denoiser", "postprocess"],
-                   default="vae", help="denoiser: DRUNet-style, for Plug-and-Play (method pnp); "
+                   default="vae", help="denoiser: DRUNet-style, for Plug-and-Play (methods pnp, dpir); "
                    "postprocess: FBPConvNet on the FBP images of --geometry / --angles / "
                    "--physics")
     p.add_argument("--data", required=True,

@@ -49,8 +49,8 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     :class:`~cil_genreg.physics.measurement.GaussianMeasurement` of level ``noise`` (the inverse
     crime); a :class:`~cil_genreg.physics.measurement.ScannerMeasurement` takes native images
     (e.g. 512²) and reconstructs them at ``size`` (e.g. 128), scored against the truth's block
-    mean at that size. ``denoiser``, ``postprocessor``: the models of "pnp" (over its λ grid,
-    from the same start as the generative methods) and "postprocess" (one run on the FBP
+    mean at that size. ``denoiser``, ``postprocessor``: the models of "pnp" and "dpir" (each
+    over its λ grid, from the same start as the generative methods) and "postprocess" (one run on the FBP
     image, no λ; it warns on a geometry or measurement it was not trained for).
 
     Returns

@@ -10,6 +10,11 @@ image (or from its encoding, for the latent range method):
   (``LatentLeastSquares``), image :math:`G(z)`;
 * ``pnp``: Plug-and-Play FISTA, :math:`x_{k+1} = D_{\sqrt{\tau\lambda}}(x_k - \tau\nabla
   \|Ax_k - y\|^2)` with a trained denoiser (:class:`~cil_genreg.functions.DenoiserPrior`);
+* ``dpir``: DPIR (Zhang et al. 2021), Plug-and-Play half-quadratic splitting with the same
+  denoiser at a decreasing noise level, :math:`x_{k+1} = (A^TA + \mu_k I)^{-1}(A^Ty + \mu_k
+  z_k)`, :math:`z_{k+1} = D_{\sigma_k}(x_{k+1})`, :math:`\mu_k = \lambda / (2\sigma_k^2)`
+  (:class:`~cil_genreg.algorithms.PlugAndPlayHQS`, not FISTA): the Plug-and-Play a user
+  meets first (deepinv's ``DPIR``);
 * ``postprocess``: FBPConvNet, :math:`P(\mathrm{FBP}(y))`, no λ
   (:func:`~cil_genreg.experiments.postprocess_data.postprocess`, which warns when the
   geometry is not the one the network was trained for).
@@ -103,14 +108,19 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     lam : float
     generator : torch.nn.Module, for the generative methods.
     x0 : DataContainer, the start (default: zeros).
-    iterations : int, FISTA iterations (for "latent": quasi-Newton iterations at most).
+    iterations : int, FISTA iterations (for "latent": quasi-Newton iterations at most; not
+        used by "dpir", which runs the K iterations of its noise schedule, DPIR's 8, or
+        ``schedule_iterations=K``).
     mu : float, the latent weight of soft / sparse (default :data:`MU`).
     callbacks : list, CIL callbacks (e.g. a progress bar).
     tv_per_slice : bool, for a volume: 2D TV of each slice instead of 3D TV.
     lam_tv : float, the TV weight of "hybrid" (``lam`` is its generative weight; see
         :func:`cil_genreg.algorithms.hybrid.hybrid_fista`).
     denoiser : torch.nn.Module, the denoiser of "pnp" (``lam`` sets its noise level
-        :math:`\\sqrt{\\tau\\lambda}`).
+        :math:`\\sqrt{\\tau\\lambda}`) and "dpir" (``lam`` sets the couplings
+        :math:`\\mu_k = \\lambda / (2\\sigma_k^2)`; ``solver_options``: ``sigma_max``,
+        ``sigma_min``, ``schedule_iterations``, ``cg_iterations``, ``cg_tolerance`` of
+        :class:`~cil_genreg.algorithms.PlugAndPlayHQS`).
     postprocessor : torch.nn.Module, the network of "postprocess" (``lam`` unused; ``x0`` is
         taken as the FBP image when given).
     measurement : how ``y`` was made (:mod:`cil_genreg.physics.measurement`), when known: for
@@ -125,7 +135,8 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     from cil.optimisation.functions import LeastSquares, TotalVariation
     if method not in ALL_METHODS or method == "fbp":
         raise ValueError(f"method must be one of {ALL_METHODS[1:]}, got {method!r}")
-    needs = {"pnp": ("denoiser", denoiser), "postprocess": ("postprocessor", postprocessor)}
+    needs = {"pnp": ("denoiser", denoiser), "dpir": ("denoiser", denoiser),
+             "postprocess": ("postprocessor", postprocessor)}
     what, model = needs.get(method, ("generator", generator))
     if method != "tv" and model is None:
         raise ValueError(f"method {method!r} needs a {what} ({what}=...)")
@@ -135,6 +146,8 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     lam = check_positive(lam, "lam")
     check_domain(x0, A, "x0")
     ig = A.domain_geometry()
+    if method == "dpir":
+        return dpir(A, y, lam, denoiser, x0, callbacks, **solver_options)
     if generator is not None:
         generator = generator_for(generator, ig)
     if method == "hybrid":
@@ -165,6 +178,39 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     algo = FISTA(initial=x0 if x0 is not None else ig.allocate(0), f=LeastSquares(A, y),
                  g=lam * g, update_objective_interval=iterations)
     algo.run(iterations, verbose=0, callbacks=callbacks)
+    return algo.solution
+
+
+def dpir(A, y, lam, denoiser, x0=None, callbacks=None, device=None, **options):
+    r"""DPIR's image: :class:`~cil_genreg.algorithms.PlugAndPlayHQS` run over its noise
+    schedule (K iterations, DPIR's 8 unless ``schedule_iterations`` says otherwise), from
+    ``x0`` (default zeros).
+
+    Parameters
+    ----------
+    A, y : the projector and the data.
+    lam : float
+        λ of :math:`\|Ax - y\|^2 + \lambda R(x)`: :math:`\mu_k = \lambda / (2\sigma_k^2)`.
+    denoiser : torch.nn.Module
+    x0 : DataContainer, optional
+    callbacks : list, optional
+        CIL callbacks, called after each of the K iterations.
+    device : str, optional
+        the denoiser's (default its own).
+    **options
+        ``sigma_max``, ``sigma_min``, ``schedule_iterations``, ``cg_iterations``,
+        ``cg_tolerance``.
+
+    Returns
+    -------
+    DataContainer
+        :math:`z_K`, the last denoised image.
+    """
+    from ..algorithms.dpir import PlugAndPlayHQS
+    algo = PlugAndPlayHQS(initial=x0, operator=A, data=y, denoiser=DenoiserPrior(
+        denoiser, device=device), lam=lam, **options)
+    algo.update_objective_interval = 0  # no value to log: the callbacks see the K iterations
+    algo.run(len(algo.sigmas), verbose=0, callbacks=callbacks)
     return algo.solution
 
 

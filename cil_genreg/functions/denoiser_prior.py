@@ -154,7 +154,7 @@ class DenoiserPrior(Function):
             self._warned = True
             warnings.warn(f"PnP noise level sigma = {sigma:.3g} is above the denoiser's "
                           f"training range [{lo:g}, {hi:g}]: lower lam (sigma = sqrt(tau lam)) "
-                          "or the fixed sigma.", stacklevel=3)
+                          "or the fixed sigma (DPIR, PlugAndPlayHQS: sigma_max).", stacklevel=3)
 
     def __call__(self, x):
         r"""NaN: a Plug-and-Play prior has no explicit :math:`R(x)` (a trained denoiser is in

@@ -249,5 +249,6 @@ def require_kind(module, kind, where):
 
 #: where each kind of model is used, for the messages of a model used in the wrong place
 USES = {"generator": "Use it with the generative regularisers (SoftGenerativeRegulariser, ...).",
-        "denoiser": "Use it with cil_genreg.functions.DenoiserPrior (method 'pnp', --denoiser).",
+        "denoiser": "Use it with cil_genreg.functions.DenoiserPrior or "
+        "cil_genreg.algorithms.PlugAndPlayHQS (methods 'pnp', 'dpir', --denoiser).",
         "postprocess": "Use it with method 'postprocess' (--postprocess)."}

@@ -8,14 +8,15 @@ them; :mod:`cil_genreg.physics.forward` builds the problems). Torch- and CIL-fre
 GEOMETRIES = ("parallel", "limited", "fan")
 METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
 #: methods a comparison runs when asked (``--methods ... hybrid``): TV + soft together, and the
-#: learned peers trained on the same images: Plug-and-Play with a denoiser, FBPConvNet
-EXTRA_METHODS = ("hybrid", "pnp", "postprocess")
+#: learned peers trained on the same images: Plug-and-Play with a denoiser (PnP-FISTA at a fixed
+#: noise level; DPIR, half-quadratic splitting with a decreasing one), FBPConvNet
+EXTRA_METHODS = ("hybrid", "pnp", "dpir", "postprocess")
 #: methods with no weight λ to choose: one run each
 NO_LAMBDA = ("fbp", "postprocess")
 ALL_METHODS = METHODS + EXTRA_METHODS
 LABELS = {"fbp": "FBP", "tv": "TV", "latent": "range (latent)", "range": "range",
           "soft": "soft", "sparse": "sparse deviations", "hybrid": "TV + soft",
-          "pnp": "PnP (DRUNet)", "postprocess": "FBPConvNet"}
+          "pnp": "PnP-FISTA (DRUNet)", "dpir": "DPIR (DRUNet)", "postprocess": "FBPConvNet"}
 #: λ per method, tuned on MNIST at 5 % noise: the grid of a full comparison (5 values), the
 #: three of ``cil-genreg demo``, the two of a ``--quick`` run, and the one default of
 #: ``cil-genreg reconstruct``
@@ -36,7 +37,19 @@ LAMBDAS = {
     # at 10 angles ||A||^2 = 273, so lam = 0.1 to 10 is sigma = 0.014 to 0.14
     "pnp": {"grid": (0.1, 0.3, 1.0, 3.0, 10.0), "demo": (0.3, 1.0, 3.0), "quick": (0.3, 3.0),
             "default": 1.0},
+    # DPIR: mu_k = lam / (2 sigma_k^2); DPIR's own choice is lam = 0.46 sigma_n^2 (sigma_n the
+    # data's noise): MNIST at 10 angles and 5 % noise has sigma_n = 0.6 to 1, lam = 0.2 to 0.5
+    # (not tuned: no MNIST denoiser is shipped); the CT demo has its own grid
+    "dpir": {"grid": (0.03, 0.1, 0.3, 1.0, 3.0), "demo": (0.1, 0.3, 1.0), "quick": (0.1, 1.0),
+             "default": 0.3},
 }
+#: DPIR's first noise level (Zhang et al. 2021; deepinv's ``get_DPIR_params``): 49/255
+DPIR_SIGMA_MAX = 49.0 / 255.0
+#: DPIR's default last noise level here, 2 % of the image range [0, 1] (the choice for CT is
+#: argued in :mod:`cil_genreg.algorithms.dpir`)
+DPIR_SIGMA_MIN = 0.02
+#: DPIR's number of iterations over which the noise level falls
+DPIR_ITERATIONS = 8
 #: the latent weight μ of soft and sparse (and of the hybrid's soft part)
 MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
 #: the hybrid's TV weight, as a fraction of the λ the discrepancy principle chose for TV alone
