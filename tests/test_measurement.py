@@ -61,3 +61,15 @@ def test_named_measurements_and_refusals():
         measurement("scanner", dose=0)
     with pytest.raises(ValueError, match="divides"):
         ScannerMeasurement(native=512).native_size(100)
+
+
+def test_for_images_refuses_truths_at_another_side_than_the_measurement_needs():
+    import numpy as np
+    from cil_genreg.physics.measurement import ScannerMeasurement, for_images
+    scanner = ScannerMeasurement(I0=1e4, native=64)
+    m, size = for_images(np.zeros((2, 64, 64)), scanner, size=16)
+    assert m is scanner and size == 16
+    m, size = for_images(np.zeros((2, 32, 32)), noise=0.05)
+    assert size == 32 and m.native_size(32) == 32
+    with pytest.raises(ValueError, match="side 64 for a reconstruction of 16², got 32"):
+        for_images(np.zeros((2, 32, 32)), scanner, size=16, made="a reconstruction of")

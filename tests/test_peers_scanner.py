@@ -53,7 +53,7 @@ def test_scanner_pairs_are_fbp_and_block_mean_and_the_input_compare_gives_postpr
         compare(images, None, angles=8, methods=("postprocess",), progress=False,
                 measurement=scanner, size=16, seed=5, postprocessor=net)
     np.testing.assert_array_equal(np.concatenate(net.seen)[:, 0], pairs[:, 0])
-    with pytest.raises(ValueError, match="side 64 for 16² training pairs, got 32"):
+    with pytest.raises(ValueError, match="side 64 for training pairs of 16², got 32"):
         fbp_pairs(images[:, :32, :32], 8, measurement=scanner, size=16)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..datasets import held_out_digits
 from ..physics.forward import initial_reconstruction, make_geometry, make_projector
-from ..physics.measurement import GaussianMeasurement
+from ..physics.measurement import GaussianMeasurement, for_images
 from .methods import (ALL_METHODS, HYBRID_TV_FRACTION, METHODS, MU, NO_LAMBDA, lambda_grids,
                       load_generator, reconstruct)
 from ..utilities.metrics import hfen, lung_mask, masked_ssim, psnr, ssim
@@ -68,12 +68,7 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     methods = sorted(methods, key=lambda m: order.get(m, 99))  # fbp, tv first
     rng = np.random.default_rng(seed)
     images = np.asarray(images)
-    measurement = measurement or GaussianMeasurement(noise)
-    size = int(size or images.shape[-1])
-    if measurement.native_size(size) != images.shape[-1]:
-        raise ValueError(f"{measurement.describe()} needs images of side "
-                         f"{measurement.native_size(size)} for a {size}² reconstruction, got "
-                         f"{images.shape[-1]}")
+    measurement, size = for_images(images, measurement, noise, size, made="a reconstruction of")
     ig, ag = make_geometry(size, angles, geometry,
                            slices=images.shape[1] if images.ndim == 4 else None,
                            limited_span=limited_span)

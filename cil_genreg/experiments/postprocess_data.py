@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..physics.forward import initial_reconstruction, make_geometry, make_projector
-from ..physics.measurement import GaussianMeasurement
+from ..physics.measurement import for_images
 from ..utilities.bridge import as_tensor, from_tensor
 
 
@@ -170,12 +170,7 @@ def fbp_pairs(images, angles, geometry="parallel", noise=0.02, limited_span=90, 
         when the images' side is not the one the measurement needs for ``size``.
     """
     images = np.asarray(images, dtype=np.float32)
-    measurement = measurement or GaussianMeasurement(noise)
-    size = int(size or images.shape[-1])
-    if measurement.native_size(size) != images.shape[-1]:
-        raise ValueError(f"{measurement.describe()} needs images of side "
-                         f"{measurement.native_size(size)} for {size}² training pairs, got "
-                         f"{images.shape[-1]}")
+    measurement, size = for_images(images, measurement, noise, size, made="training pairs of")
     ig, ag = make_geometry(size, angles, geometry, limited_span=limited_span)
     A = make_projector(ig, ag, backend, device, kernel=measurement.kernel)
     rng = np.random.default_rng(seed)

@@ -152,3 +152,36 @@ def measurement(physics="scanner", noise=0.02, dose=NORMAL_DOSE, native=512):
     if physics == "gaussian":
         return GaussianMeasurement(noise)
     raise ValueError(f"physics must be 'scanner' or 'gaussian', got {physics!r}")
+
+
+def for_images(images, measurement=None, noise=0.02, size=None, made="a"):
+    r"""The measurement of truths ``images`` and the side they are reconstructed at.
+
+    Parameters
+    ----------
+    images : array (..., n, n)
+        the truths, at the measurement's native side for ``size``.
+    measurement : GaussianMeasurement or ScannerMeasurement, optional
+        default ``GaussianMeasurement(noise)`` (the reconstruction grid: ``n`` = ``size``).
+    noise : float
+    size : int, optional
+        the reconstruction's side (default ``n``).
+    made : str
+        what is made at ``size``, for the message (e.g. "a" reconstruction, "training pairs").
+
+    Returns
+    -------
+    (measurement, int)
+
+    Raises
+    ------
+    ValueError
+        when ``n`` is not ``measurement.native_size(size)``.
+    """
+    measurement = measurement or GaussianMeasurement(noise)
+    side = int(np.shape(images)[-1])
+    size = int(size or side)
+    if measurement.native_size(size) != side:
+        raise ValueError(f"{measurement.describe()} needs images of side "
+                         f"{measurement.native_size(size)} for {made} {size}², got {side}")
+    return measurement, size
