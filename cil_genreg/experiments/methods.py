@@ -126,6 +126,11 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     measurement : how ``y`` was made (:mod:`cil_genreg.physics.measurement`), when known: for
         "postprocess", whose network warns when trained for another dose or noise level.
 
+    At CT sizes pass ``max_iteration=2`` (latent iterations per proximal map, warm-started:
+    the regulariser's default 50 is what the digit tables use), ``iterations=50`` at 128² and
+    ``precision="bfloat16"`` at 512²: the times of benchmarks/README.md, "CT speed"
+    (``cil-genreg reconstruct`` defaults to 2 inner iterations).
+
     A generator of images of another size than the reconstruction (a patch model) is used at
     the reconstruction's size when it is fully convolutional (:func:`generator_for`), else it
     regularises the image through the moving tiles of a
