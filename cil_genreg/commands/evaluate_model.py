@@ -74,6 +74,7 @@ def run(args):
     lf = report["latent_fit"]
     print(json.dumps({"latent_fit_psnr_mean_db": round(lf["psnr_mean_db"], 2),
                       "latent_fit_psnr_median_db": round(lf["psnr_median_db"], 2),
+                      "latent_fit_hfen_mean": round(lf["hfen_mean"], 3),
                       "n": report["n_images"], "report": os.path.join(args.out, "report.json"),
                       "figure": report["figure"]}))
     return 0

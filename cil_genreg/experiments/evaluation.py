@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ..latent import encode_mean, frozen
 from ..latent.generator import own_copy
 from ..datasets._common import image_batch
-from ..utilities.metrics import batch_psnr
+from ..utilities.metrics import batch_psnr, hfen
 from ..models import VAE
 
 
@@ -119,6 +119,13 @@ def latent_fit(generator, images, reg=1e-3, steps=500, lr=0.05, batch_size=256, 
         generator.train(was)
     z, fitted = torch.cat(zs), torch.cat(fits)
     return z, fitted, batch_psnr(fitted, x_all)
+
+
+def _mean_hfen(fitted, x):
+    """The mean HFEN (:func:`~cil_genreg.utilities.metrics.hfen`) of the fits against the
+    images: how much fine detail the generator's range loses, where PSNR rewards blur."""
+    f, t = fitted.detach().cpu().numpy()[:, 0], x.detach().cpu().numpy()[:, 0]
+    return float(sum(hfen(a, b) for a, b in zip(f, t)) / len(t))
 
 
 def _phi(t):
@@ -208,6 +215,7 @@ def evaluate_model(generator, images, n=100, out_dir=None, reg=1e-3, steps=500, 
                   "start": start, "reg": reg, "steps": steps, "lr": lr,
                   "psnr_mean_db": float(p.mean()), "psnr_median_db": float(p.median()),
                   "psnr_min_db": float(p.min()), "psnr_max_db": float(p.max()),
+                  "hfen_mean": _mean_hfen(fitted, x),
                   "mse_mean": float(((fitted - x) ** 2).mean()),
                   "z_norm_mean": float(z_fit.norm(dim=1).mean())}}
     codes, code_kind = _codes(generator, x, z_fit)
