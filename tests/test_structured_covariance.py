@@ -133,6 +133,31 @@ def test_misfit_reduces_to_the_soft_one_for_a_constant_precision():
                           rtol=1e-4, atol=1e-5)
 
 
+def test_cli_trains_the_head_of_an_init_model_and_resumes(tmp_path, capsys, tiny_checkpoint):
+    from cil_genreg.cli import main
+    data = tmp_path / "imgs.npy"
+    np.save(data, np.random.default_rng(0).random((40, 28, 28), dtype=np.float32))
+    out = tmp_path / "s.safetensors"
+    args = ["train", "--model", "structured-vae", "--init", str(tiny_checkpoint), "--data",
+            str(data), "--epochs", "1", "--batch-size", "20", "--out", str(out), "--quiet",
+            "--threads", "1"]
+    assert main(args) == 0
+    assert "held-out NLL" in capsys.readouterr().out
+    model = models.load(out)
+    meta = model.metadata
+    assert isinstance(model, StructuredVAE) and model.neighbourhood == 1
+    assert meta["init"] == str(tiny_checkpoint) and "held_out_nll_nats_per_pixel" in meta
+    vae = models.load(tiny_checkpoint)
+    z = torch.randn(2, 4)
+    assert torch.equal(model(z), vae(z))  # the mean decoder did not move
+    assert main(args[:8] + ["2"] + args[9:] + ["--resume"]) == 0
+    assert models.load(out).metadata["epochs"] == 2
+    capsys.readouterr()
+    assert main([a for a in args if a not in ("--init", str(tiny_checkpoint))]
+                + ["--overwrite"]) != 0
+    assert "needs --init" in capsys.readouterr().err
+
+
 # -- the regulariser (CIL side) ----------------------------------------------------------------
 cil = pytest.importorskip("cil")
 TIGHT = dict(tolerance=1e-12, max_iteration=300, adaptive_tolerance=False, optimiser="bfgs")
