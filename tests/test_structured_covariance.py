@@ -161,6 +161,7 @@ def test_cli_trains_the_head_of_an_init_model_and_resumes(tmp_path, capsys, tiny
 # -- the regulariser (CIL side) ----------------------------------------------------------------
 cil = pytest.importorskip("cil")
 TIGHT = dict(tolerance=1e-12, max_iteration=300, adaptive_tolerance=False, optimiser="bfgs")
+JOINT = dict(TIGHT, latent_fit="joint")
 
 
 @pytest.fixture
@@ -184,11 +185,12 @@ def constant_head(model, s2):
     return model
 
 
-def test_equals_the_soft_regulariser_for_a_constant_precision(problem):
+@pytest.mark.parametrize("fit", ["joint", "mean"])
+def test_equals_the_soft_regulariser_for_a_constant_precision(problem, fit):
     from cil_genreg import SoftGenerativeRegulariser, StructuredSoftRegulariser
     model, ig, x = problem
     model = constant_head(model, 900.0)
-    S = StructuredSoftRegulariser(model, mu=0.05, **TIGHT)
+    S = StructuredSoftRegulariser(model, mu=0.05, latent_fit=fit, **TIGHT)
     R = SoftGenerativeRegulariser(model, mu=0.05, **TIGHT)
     assert S(x) == pytest.approx(R(x), rel=1e-4)
     np.testing.assert_allclose(S.gradient(x).as_array(), R.gradient(x).as_array(), atol=1e-4)
@@ -196,10 +198,11 @@ def test_equals_the_soft_regulariser_for_a_constant_precision(problem):
                                atol=1e-4)
 
 
-def test_prox_solves_its_system_and_is_optimal_in_x(problem):
+@pytest.mark.parametrize("fit", ["joint", "mean"])
+def test_prox_solves_its_system_and_is_optimal_in_x(problem, fit):
     from cil_genreg import StructuredSoftRegulariser
     model, ig, x = problem
-    S = StructuredSoftRegulariser(model, mu=0.05, **TIGHT)
+    S = StructuredSoftRegulariser(model, mu=0.05, latent_fit=fit, **TIGHT)
     tau = 0.5
     p = S.proximal(x, tau)
     m, log_d, u = (t.double() for t in S.factors())
@@ -215,10 +218,28 @@ def test_prox_solves_its_system_and_is_optimal_in_x(problem):
     assert S.cg_iterations > 0
 
 
-def test_gradient_matches_finite_differences(problem):
-    from cil_genreg import StructuredSoftRegulariser
+def test_mean_fit_value_is_the_structured_misfit_at_the_soft_latent(problem):
+    from cil_genreg import SoftGenerativeRegulariser, StructuredSoftRegulariser
     model, ig, x = problem
     S = StructuredSoftRegulariser(model, mu=0.05, **TIGHT)
+    R = SoftGenerativeRegulariser(model, mu=0.05, **TIGHT)
+    value = S(x)
+    R(x)
+    np.testing.assert_allclose(S.latent, R.latent, atol=1e-4)  # the soft regulariser's z*
+    image = torch.cat(S.factors(), 1)
+    z = torch.from_numpy(S.latent)
+    v = torch.from_numpy(x.as_array())[None, None]
+    expected = StructuredMisfit(S.reference_precision)(image, v) + 0.05 * (z * z).sum()
+    assert value == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="latent_fit"):
+        StructuredSoftRegulariser(model, latent_fit="both")
+
+
+def test_gradient_matches_finite_differences(problem):
+    """Danskin's gradient of the joint fit, exact where z* is unique."""
+    from cil_genreg import StructuredSoftRegulariser
+    model, ig, x = problem
+    S = StructuredSoftRegulariser(model, mu=0.05, **JOINT)
     grad = S.gradient(x).as_array()
     g = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
     h = 1e-2 * g / np.linalg.norm(g)
@@ -233,12 +254,12 @@ def test_volumes_and_out(problem):
     from cil.framework import ImageGeometry
     from cil_genreg import StructuredSoftRegulariser
     model, ig, x = problem
-    S = StructuredSoftRegulariser(model, mu=0.05, **TIGHT)
+    S = StructuredSoftRegulariser(model, mu=0.05, **JOINT)
     vol = ImageGeometry(16, 16, 2).allocate(0)
     vol.fill(np.stack([x.as_array(), x.as_array()[::-1]]))
     out = vol.geometry.allocate(0)
     S.proximal(vol, 0.3, out=out)
-    single = StructuredSoftRegulariser(model, mu=0.05, **TIGHT).proximal(x, 0.3)
+    single = StructuredSoftRegulariser(model, mu=0.05, **JOINT).proximal(x, 0.3)
     np.testing.assert_allclose(out.as_array()[0], single.as_array(), atol=1e-4)
 
 

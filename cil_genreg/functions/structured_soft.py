@@ -2,7 +2,7 @@ r"""The soft generative regulariser with a structured precision: the Mahalanobis
 the range of a structured-covariance VAE (:class:`~cil_genreg.models.StructuredVAE`)."""
 import torch
 
-from ..latent import StructuredMisfit
+from ..latent import MeanMisfit, StructuredMisfit
 from ..models.precision import apply_precision, solve_shifted
 from ..utilities.validation import InputError, check_non_negative, check_positive
 from .generative_regulariser import GenerativeRegulariser
@@ -35,6 +35,15 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
       :math:`\text{prox}_{\tau R}(v) = m_{z^*} + e^*`. With :math:`P = s^2 I` it is the soft
       regulariser's :math:`(v + 2\tau G(z^*))/(1 + 2\tau)`.
 
+    ``latent_fit="mean"``: :math:`z^*` fits the mean alone, as the soft regulariser's
+    (:math:`\min_z \|x - m_z\|^2 + \mu\|z\|^2`; in the proximal map :math:`\|v -
+    m_z\|^2/(1 + 2\tau)`), and the precision is the one decoded at that :math:`z^*`: the
+    value and the exact :math:`x`-step are as above at that :math:`z^*`, the gradient
+    :math:`2 s^{-2} P_{z^*}(x - m_{z^*})` leaves out :math:`z^*`'s dependence on :math:`x`. The
+    joint fit ("joint") is the model's likelihood, with exact (Danskin) gradients; but it lets
+    :math:`z` lower the precision to explain the noise of :math:`x` and moves the mean away
+    (measured in docs/models.md: 6 dB below soft in CT), which is why "mean" is the default.
+
     Nonconvex, as the soft regulariser; no convex conjugate is offered.
 
     Parameters
@@ -50,6 +59,8 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
         relative residual of the CG solves (default 1e-8, float64).
     cg_max_iteration : int
         CG iterations at most per solve (default 500).
+    latent_fit : {"mean", "joint"}
+        how :math:`z^*` is found (see above; default "mean").
     **kwargs
         latent solver and geometry options of :class:`GenerativeRegulariser`.
 
@@ -59,8 +70,10 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
         for a generator without a structured precision.
     """
 
+    LATENT_FITS = ("joint", "mean")
+
     def __init__(self, generator, mu=0.01, reference_precision=None, cg_tolerance=1e-8,
-                 cg_max_iteration=500, **kwargs):
+                 cg_max_iteration=500, latent_fit="mean", **kwargs):
         from ..models import factor_generator
         view = factor_generator(generator)
         self.mu = check_non_negative(mu, "mu")
@@ -72,6 +85,10 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
             raise InputError(f"cg_max_iteration must be a positive integer, got "
                              f"{cg_max_iteration}.")
         self.cg_max_iteration = int(cg_max_iteration)
+        if latent_fit not in self.LATENT_FITS:
+            raise InputError(f"latent_fit must be one of {self.LATENT_FITS}, got "
+                             f"{latent_fit!r}.")
+        self.latent_fit = latent_fit
         #: CG iterations of the proximal maps so far
         self.cg_iterations = 0
         super().__init__(view, **kwargs)
@@ -80,9 +97,21 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
         return StructuredMisfit(self.reference_precision, self.neighbourhood, tau,
                                 self.cg_tolerance, self.cg_max_iteration)
 
+    def _latent_misfit(self, tau=None):
+        """The misfit the latent solver minimises: the structured one ("joint"), or the mean's
+        alone ("mean")."""
+        if self.latent_fit == "mean":
+            return MeanMisfit(1.0 if tau is None else 1.0 / (1.0 + 2.0 * tau))
+        return self._misfit(tau)
+
     def _fit(self, x):
         v = self._to_batch(x)
-        return v, self._solve(self._misfit(), v, self.mu, like=x)
+        sol = self._solve(self._latent_misfit(), v, self.mu, like=x)
+        if self.latent_fit == "mean":  # the value at z*: the structured misfit there
+            with torch.no_grad():
+                sol.objective = self._misfit()(sol.image, v) + \
+                    self.mu * torch.linalg.vecdot(sol.z, sol.z)
+        return v, sol
 
     def __call__(self, x):
         r"""The value :math:`R(x)` (summed over the slices of a volume); the minimiser is kept
@@ -141,7 +170,7 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
         tau = self._check_tau(tau)
         v = self._to_batch(x)
         misfit = self._misfit(tau)
-        sol = self._solve(misfit, v, self.mu, like=x, proximal=True)
+        sol = self._solve(self._latent_misfit(tau), v, self.mu, like=x, proximal=True)
         result = misfit.eliminate(sol.image, v)
         self.cg_iterations += misfit.cg_iterations
         return self._to_container(result, x, out)

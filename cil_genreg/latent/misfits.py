@@ -149,3 +149,21 @@ class StructuredMisfit:
             dx = (x - target).flatten(1)
             value = value + torch.linalg.vecdot(dx, dx) / (2.0 * self.tau)
         return value
+
+
+class MeanMisfit:
+    r""":math:`w\,\|v - m(z)\|_2^2` on channel 0 (the mean) of a generator of factors: the
+    soft regulariser's misfit, for a structured model whose latent is fitted to the mean alone
+    (``latent_fit="mean"`` of :class:`~cil_genreg.functions.StructuredSoftRegulariser`).
+
+    Parameters
+    ----------
+    weight : float
+        :math:`w > 0`.
+    """
+
+    def __init__(self, weight=1.0):
+        self.squared = SquaredMisfit(weight)
+
+    def __call__(self, image, target):
+        return self.squared(image[:, :1], target)
