@@ -56,7 +56,8 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
     reference_precision : float, optional
         :math:`s^2 > 0`; default the model's.
     cg_tolerance : float
-        relative residual of the CG solves (default 1e-8, float64).
+        relative residual of the CG solves (default 1e-6, float64: far below the
+        noise of any image it regularises; docs/models.md compares at 1e-8).
     cg_max_iteration : int
         CG iterations at most per solve (default 500).
     latent_fit : {"mean", "joint"}
@@ -72,7 +73,7 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
 
     LATENT_FITS = ("joint", "mean")
 
-    def __init__(self, generator, mu=0.01, reference_precision=None, cg_tolerance=1e-8,
+    def __init__(self, generator, mu=0.01, reference_precision=None, cg_tolerance=1e-6,
                  cg_max_iteration=500, latent_fit="mean", **kwargs):
         from ..models import factor_generator
         view = factor_generator(generator)
@@ -91,7 +92,14 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
         self.latent_fit = latent_fit
         #: CG iterations of the proximal maps so far
         self.cg_iterations = 0
+        self._last_e = None
         super().__init__(view, **kwargs)
+
+    def reset(self):
+        """Forget the latent found so far and the CG's warm start (see
+        :meth:`GenerativeRegulariser.reset`)."""
+        super().reset()
+        self._last_e = None
 
     def _misfit(self, tau=None):
         return StructuredMisfit(self.reference_precision, self.neighbourhood, tau,
@@ -170,8 +178,11 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
         tau = self._check_tau(tau)
         v = self._to_batch(x)
         misfit = self._misfit(tau)
+        if self._last_e is not None and self._last_e.shape == v.shape:
+            misfit.warm_start(self._last_e)  # the previous map's e: the CG starts near
         sol = self._solve(self._latent_misfit(tau), v, self.mu, like=x, proximal=True)
         result = misfit.eliminate(sol.image, v)
+        self._last_e = result - sol.image[:, :1]
         self.cg_iterations += misfit.cg_iterations
         return self._to_container(result, x, out)
 

@@ -109,13 +109,18 @@ class StructuredMisfit:
         CG iterations run so far.
     """
 
-    def __init__(self, reference_precision, neighbourhood=1, tau=None, cg_tolerance=1e-8,
+    def __init__(self, reference_precision, neighbourhood=1, tau=None, cg_tolerance=1e-6,
                  cg_max_iteration=500):
         self.scale = 1.0 / float(reference_precision)
         self.neighbourhood = int(neighbourhood)
         self.tau = None if tau is None else float(tau)
         self.cg_tolerance, self.cg_max_iteration = float(cg_tolerance), int(cg_max_iteration)
         self.last_x, self.cg_iterations, self._warm = None, 0, {}
+
+    def warm_start(self, e):
+        """Start the next CG solve of ``e``'s shape from ``e`` (e.g. the previous proximal
+        map's)."""
+        self._warm[tuple(e.shape)] = e.detach()
 
     @staticmethod
     def split(image):
