@@ -180,6 +180,8 @@ def timings(args, images, physics, generator, lambdas, peers, regulariser_option
                                                       if m in args.methods}}
     training = {m: (getattr(model, "metadata", None) or {}).get("training_seconds")
                 for m, model in models_used.items() if model is not None}
+    if (getattr(generator, "metadata", None) or {}).get("arch") == "svae":
+        training["soft"] = None  # a structured model's time is its head's, not its mean's
     for m, s in seconds.items():
         print(f"one {args.size}² {m[:-8]} reconstruction: {s:.2f} s"
               + (f" (training: {training[m[:-8]]:.0f} s)" if training.get(m[:-8]) else ""))
