@@ -44,6 +44,7 @@ _CIL_NAMES = {
     "RangeGenerativeRegulariser": ".functions",
     "SoftGenerativeRegulariser": ".functions",
     "SparseDeviationGenerativeRegulariser": ".functions",
+    "StructuredSoftRegulariser": ".functions",
     "LatentLeastSquares": ".functions",
     "GeneratorOperator": ".operators.generator_operator",
     "PatchGenerativeRegulariser": ".functions",

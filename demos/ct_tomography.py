@@ -30,7 +30,10 @@ regularisers and TV + soft.
   ``--postprocess``
   (FBPConvNet, method ``postprocess``, one run on the FBP image; trained for one geometry, it
   warns on the others the run asks for, and its loss there is measured);
-* the time of one reconstruction by soft (and pnp, dpir, postprocess when run; 100 FISTA
+* ``soft-structured``: soft under the decoder's own sparse precision, for a ``--model`` that
+  is a structured-covariance VAE (``cil-genreg train --model structured-vae``; its mean is
+  its init model's, so soft, latent and the hybrid run as with that model);
+* the time of one reconstruction by soft (and soft-structured, pnp, dpir, postprocess when run; 100 FISTA
   iterations, DPIR's 8) is measured and written as ``ct_timing.json`` with the models' training times
   from their checkpoints; tables (CSV, JSON) and figures (PNG) go to ``--out``.
 """
@@ -55,15 +58,17 @@ LAMBDAS = {"tv": (3.0, 10.0, 30.0), "latent": (0.3, 1.0, 3.0),
            "range": (0.3, 1.0, 3.0), "soft": (300.0, 1000.0, 3000.0),
            "sparse": (10.0, 30.0, 100.0), "hybrid": (100.0, 300.0, 1000.0),
            "pnp": (3.0, 10.0, 30.0, 100.0),
-           "dpir": (0.001, 0.003, 0.01, 0.03, 0.1)}
+           "dpir": (0.001, 0.003, 0.01, 0.03, 0.1),
+           "soft-structured": (30.0, 100.0, 300.0, 1000.0)}
 QUICK_LAMBDAS = {"tv": (10.0,), "latent": (1.0,), "range": (1.0,), "soft": (1000.0,),
-                 "sparse": (30.0,), "hybrid": (300.0,), "pnp": (10.0,), "dpir": (0.01,)}
+                 "sparse": (30.0,), "hybrid": (300.0,), "pnp": (10.0,), "dpir": (0.01,),
+                 "soft-structured": (100.0,)}
 #: λ grids for the 512² slices (the sinogram grows with the side: TV's best λ is ~15× the 128²
 #: one, soft's with ct-patch-vae-64 ~30×)
 FULL_LAMBDAS = {"tv": (100.0, 150.0, 200.0), "latent": (1.0, 3.0, 10.0),
                 "range": (1.0, 3.0, 10.0), "soft": (3000.0, 10000.0, 30000.0),
                 "sparse": (30.0, 100.0, 300.0), "hybrid": (300.0, 1000.0, 3000.0)}
-MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
+MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3, "soft-structured": 1e-3}
 DEFAULT_METHODS = ("fbp", "tv", "range", "soft", "sparse", "hybrid")
 
 
@@ -162,18 +167,21 @@ def data_tag(args):
 def timings(args, images, physics, generator, lambdas, peers, regulariser_options):
     """Seconds of one reconstruction per method (soft, and pnp / postprocess when their models
     are given) and the training seconds of each model (from its checkpoint's metadata)."""
-    middle = {m: lambdas[m][len(lambdas[m]) // 2] for m in ("soft", "pnp", "dpir")
-              if m in lambdas}
-    runs = {"soft": (generator, regulariser_options)}
+    middle = {m: lambdas[m][len(lambdas[m]) // 2] for m in ("soft", "pnp", "dpir",
+                                                            "soft-structured") if m in lambdas}
+    runs = {m: (generator, regulariser_options) for m in ("soft", "soft-structured")
+            if m == "soft" or m in args.methods}
     runs.update({m: (None, {k: v}) for m, (k, v) in peers.items()
                  if v is not None and m in args.methods})
     seconds = {f"{m}_seconds": time_one(m, images[0], g, args.angles[0], physics, args.size,
                                         args.iterations, middle.get(m), args.seed, **opts)
                for m, (g, opts) in runs.items()}
-    models_used = {"soft": generator, **{m: v for m, (k, v) in peers.items()
-                                         if m in args.methods}}
+    models_used = {**{m: generator for m in runs}, **{m: v for m, (k, v) in peers.items()
+                                                      if m in args.methods}}
     training = {m: (getattr(model, "metadata", None) or {}).get("training_seconds")
                 for m, model in models_used.items() if model is not None}
+    if (getattr(generator, "metadata", None) or {}).get("arch") == "svae":
+        training["soft"] = None  # a structured model's time is its head's, not its mean's
     for m, s in seconds.items():
         print(f"one {args.size}² {m[:-8]} reconstruction: {s:.2f} s"
               + (f" (training: {training[m[:-8]]:.0f} s)" if training.get(m[:-8]) else ""))

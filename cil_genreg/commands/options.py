@@ -18,7 +18,7 @@ def add_latent_prior_option(p):
 
 
 #: the methods whose generator pass ``--precision`` sets
-PRECISION_METHODS = ("soft", "sparse", "range", "hybrid")
+PRECISION_METHODS = ("soft", "sparse", "range", "hybrid", "soft-structured")
 
 
 def add_precision_option(p):

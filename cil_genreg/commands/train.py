@@ -21,10 +21,19 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         NAME, help=HELP, description=HELP + ". The checkpoint OUT (safetensors) and its training "
         "state OUT.state.pt are written atomically after every epoch; --resume continues.")
-    p.add_argument("--model", choices=["vae", "ae", "gan", "denoiser", "postprocess"],
+    p.add_argument("--model", choices=["vae", "ae", "gan", "denoiser", "postprocess",
+                                       "structured-vae"],
                    default="vae", help="denoiser: DRUNet-style, for Plug-and-Play (methods pnp, dpir); "
                    "postprocess: FBPConvNet on the FBP images of --geometry / --angles / "
-                   "--physics")
+                   "--physics; structured-vae: the VAE of --init with a sparse precision head "
+                   "(method soft-structured), the head alone trained by maximum likelihood")
+    p.add_argument("--init", default=None,
+                   help="structured-vae: the trained VAE (a shipped name, e.g. "
+                        "ct-chest3-vae-128, or a checkpoint) whose encoder, mean decoder and "
+                        "fitted latent prior it keeps, frozen")
+    p.add_argument("--neighbourhood", type=int, default=1, choices=(1, 2),
+                   help="structured-vae: radius of the precision factor's window (1: 4 "
+                        "neighbours, 2: 12)")
     p.add_argument("--data", required=True,
                    help="mnist | shapes | ellipses | ct-chest | ct-head | ct-patients[:SPLIT] | PATH (.npy/.npz array, fastMRI .h5 file or "
                         "folder, folder of PNG/TIFF files, TIFF stack)")
@@ -121,6 +130,8 @@ def run(args):
         from ..models import build_network
         model = build_network(args.model, images.shape[-1], channels=(
             args.width, 2 * args.width, 4 * args.width), blocks=args.res_blocks or 1)
+    elif args.model == "structured-vae":
+        model = _structured_model(args, images, info)
     elif args.res_blocks or args.latent_grid:
         from ..models import build
         model = build(args.model, latent_dim=args.latent_dim, image_shape=images.shape[1:],
@@ -128,7 +139,7 @@ def run(args):
     result = train(model=model, data=images, epochs=args.epochs, batch_size=args.batch_size,
                    lr=args.lr, latent_dim=args.latent_dim, seed=args.seed, device=args.device,
                    checkpoint=args.out, resume=args.resume, overwrite=args.overwrite,
-                   beta=args.beta,
+                   beta=0.0 if args.model == "structured-vae" else args.beta,
                    kl_warmup_epochs=args.kl_warmup, width=args.width, val_data=val,
                    metadata=info, command=command, threads=args.threads,
                    progress=not args.quiet, sigma_range=args.sigma_range)
@@ -138,12 +149,28 @@ def run(args):
         return 0
     last = result.history[-1] if result.history else {}
     held_out = {"gan": "latent-fit", "denoiser": "denoising", "postprocess": "post-processing"}
+    if "val_nll_per_pixel" in last:
+        print(f"held-out NLL {last['val_nll_per_pixel']:.4f} nats per pixel")
     print(f"wrote {args.out} (epoch {last.get('epoch', '?')}, loss {last.get('loss', float('nan')):.4g}"
           + (f", held-out {held_out.get(args.model, 'reconstruction')} PSNR "
              f"{last['val_psnr_db']:.2f} dB" if 'val_psnr_db' in last
              else "") + ")" + (f"; throughput {result.images_per_second:.0f} images/s"
                    if result.seconds > 0 else "; nothing left to train"))
     return 0
+
+
+def _structured_model(args, images, info):
+    """The :class:`~cil_genreg.models.StructuredVAE` of ``--init`` (frozen mean, new head of
+    ``--neighbourhood``), its reference precision from the training ``images``."""
+    from .. import models
+    if not args.init:
+        raise ValueError("--model structured-vae needs --init: the trained VAE it starts "
+                         "from (e.g. --init ct-chest3-vae-128).")
+    path = (models.pretrained_path(args.init) if args.init in models.available_pretrained()
+            else args.init)
+    vae = models.load(path, kind="generator")
+    info.update(init=args.init, neighbourhood=args.neighbourhood)
+    return models.StructuredVAE.from_vae(vae, args.neighbourhood, images)
 
 
 #: the reconstruction side of ``--physics scanner`` without ``--size`` (the CT demo's)

@@ -26,7 +26,7 @@ SOFT_OVER_TV_TARGET = {10: 2.0, 30: 0.5}  # dB by which soft should beat TV (bot
 
 
 #: the methods whose generative regulariser takes ``regulariser_options``
-REGULARISERS = ("soft", "sparse", "range", "hybrid")
+REGULARISERS = ("soft", "sparse", "range", "hybrid", "soft-structured")
 
 
 def compare(images, generator, angles=10, geometry="parallel", noise=0.05, methods=METHODS,

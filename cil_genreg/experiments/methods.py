@@ -6,6 +6,9 @@ image (or from its encoding, for the latent range method):
 
 * ``tv``: :math:`R = \mathrm{TV}` (CIL's ``TotalVariation``);
 * ``soft``, ``sparse``, ``range``: the generative regularisers of this package;
+* ``soft-structured``: soft under the decoder's own sparse precision
+  (:class:`~cil_genreg.functions.StructuredSoftRegulariser`; the generator must be a
+  :class:`~cil_genreg.models.StructuredVAE`, whose mean alone is what the other methods see);
 * ``latent``: the range method in latent space, :math:`\min_z \|A G(z) - y\|^2 + \lambda\|z\|^2`
   (``LatentLeastSquares``), image :math:`G(z)`;
 * ``pnp``: Plug-and-Play FISTA, :math:`x_{k+1} = D_{\sqrt{\tau\lambda}}(x_k - \tau\nabla
@@ -32,7 +35,8 @@ from ..utilities._cil import require_cil
 
 require_cil()
 from ..functions import (DenoiserPrior, LatentLeastSquares, RangeGenerativeRegulariser, SliceWiseFunction,
-                        SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser)
+                        SoftGenerativeRegulariser, SparseDeviationGenerativeRegulariser,
+                        StructuredSoftRegulariser)
 from ..functions.patch import patch_prior_for
 from ..algorithms import LatentLBFGS
 from ..utilities.validation import check_domain, check_positive
@@ -172,6 +176,9 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
         g = DenoiserPrior(denoiser, **solver_options)
     elif method == "soft":
         g = SoftGenerativeRegulariser(generator, mu=MU["soft"] if mu is None else mu,
+                                      **solver_options)
+    elif method == "soft-structured":
+        g = StructuredSoftRegulariser(generator, mu=MU[method] if mu is None else mu,
                                       **solver_options)
     elif method == "sparse":
         g = SparseDeviationGenerativeRegulariser(generator, mu=MU["sparse"] if mu is None else mu,

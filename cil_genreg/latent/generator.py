@@ -60,7 +60,9 @@ class GeneratorAdapter:
     Parameters
     ----------
     generator : torch.nn.Module
-        maps a float32 latent batch (B, d) to an image batch (B, 1, H, W).
+        maps a float32 latent batch (B, d) to an image batch (B, 1, H, W) (or (B, C, H, W)
+        when it declares ``output_channels = C``: channel 0 is the image, the others what a
+        misfit needs besides, e.g. a precision factor).
     latent_dim : int, optional
         ``d``; required when the module has no ``latent_dim`` attribute.
     device : str or torch.device, optional
@@ -136,10 +138,15 @@ class GeneratorAdapter:
             raise ValueError(
                 "the generator returns NaN or Inf for z = 0: its weights are broken (a "
                 "diverged training?). Train it again (lower --lr) or load another checkpoint.")
-        if probe.dim() != 4 or probe.shape[0] != 1 or probe.shape[1] != 1:
+        #: channels of the output: 1 for an image, more for a generator that declares
+        #: ``output_channels`` (a structured model's mean and precision factor, channel 0 the
+        #: image: :class:`cil_genreg.models.FactorGenerator`)
+        self.output_channels = int(getattr(generator, "output_channels", 1))
+        if probe.dim() != 4 or probe.shape[0] != 1 or probe.shape[1] != self.output_channels:
             raise ValueError(
-                f"the generator must return images of shape (B, 1, H, W); for a latent batch "
-                f"of shape (1, {self.latent_dim}) it returned {tuple(probe.shape)}.")
+                f"the generator must return images of shape (B, {self.output_channels}, H, W); "
+                f"for a latent batch of shape (1, {self.latent_dim}) it returned "
+                f"{tuple(probe.shape)}.")
         self.image_shape = tuple(int(s) for s in probe.shape[2:])
         declared = getattr(generator, "image_shape", None)
         if declared is not None and tuple(declared) != self.image_shape:

@@ -14,10 +14,13 @@ from .denoiser import (KINDS, NETWORK_ARCHITECTURES, DRUNetDenoiser, PostProcess
 from .latent_prior import (LatentGaussian, WhitenedGenerator, attach_prior, fit_latent_prior,
                            whitened)
 from .pretrained import available_pretrained, pretrained, pretrained_path
+from .structured import (D_RANGE, FactorGenerator, PrecisionHead, StructuredVAE,
+                         factor_generator)
 
 __all__ = ["VAE", "Autoencoder", "WGANGenerator", "WGANCritic", "Encoder", "Decoder", "build", "at_size",
            "save", "load", "read_metadata", "update_metadata", "CheckpointError", "pretrained",
            "available_pretrained", "pretrained_path", "ARCHITECTURES", "INTENSITY_RANGE",
            "LatentGaussian", "WhitenedGenerator", "fit_latent_prior", "attach_prior", "whitened",
            "DRUNetDenoiser", "PostProcessingUNet", "ResidualUNet", "build_network", "kind_of",
-           "require_kind", "KINDS", "NETWORK_ARCHITECTURES"]
+           "require_kind", "KINDS", "NETWORK_ARCHITECTURES", "StructuredVAE", "PrecisionHead",
+           "FactorGenerator", "factor_generator", "D_RANGE"]

@@ -12,8 +12,9 @@ from torch import nn
 from .networks import Decoder, Encoder, check_shape
 
 #: the ``arch`` keys of :func:`build` and of checkpoint configs: variational autoencoder,
-#: deterministic autoencoder, WGAN-GP generator.
-ARCHITECTURES = ("vae", "ae", "gan")
+#: deterministic autoencoder, WGAN-GP generator, VAE with a structured precision
+#: (:class:`~.structured.StructuredVAE`).
+ARCHITECTURES = ("vae", "ae", "gan", "svae")
 #: (min, max) of every model's output intensities: the decoder ends in a sigmoid.
 INTENSITY_RANGE = (0.0, 1.0)
 #: initial bias of the VAE's log-variance output: sigma = exp(-3) = 0.05 at the start, so the
@@ -244,8 +245,9 @@ def build(arch, latent_dim=16, image_shape=(28, 28), **kw):
 
     Parameters
     ----------
-    arch : {"vae", "ae", "gan"}
-        case-insensitive; ``"autoencoder"``, ``"wgan"`` and ``"wgan-gp"`` are aliases.
+    arch : {"vae", "ae", "gan", "svae"}
+        case-insensitive; ``"autoencoder"``, ``"wgan"``, ``"wgan-gp"`` and
+        ``"structured-vae"`` are aliases.
     latent_dim : int
         :math:`d` (default 16).
     image_shape : int or (int, int)
@@ -254,6 +256,8 @@ def build(arch, latent_dim=16, image_shape=(28, 28), **kw):
         channels at the finest scale (default 16).
     res_blocks, latent_grid : int, optional
         residual blocks per decoder scale; the side of a latent grid (0: dense latent).
+    neighbourhood, head_width : int, optional
+        "svae" only: the precision factor's window radius and head channels.
 
     Returns
     -------
@@ -266,10 +270,13 @@ def build(arch, latent_dim=16, image_shape=(28, 28), **kw):
         for an unknown ``arch``, ``latent_dim < 1``, or an unsupported ``image_shape``.
     """
     key = str(arch).lower()
-    aliases = {"autoencoder": "ae", "wgan": "gan", "wgan-gp": "gan"}
+    aliases = {"autoencoder": "ae", "wgan": "gan", "wgan-gp": "gan", "structured-vae": "svae"}
     key = aliases.get(key, key)
+    if key == "svae":
+        from .structured import StructuredVAE
+        return StructuredVAE(latent_dim=latent_dim, image_shape=image_shape, **kw)
     if key not in _CLASSES:
-        raise ValueError(f"unknown architecture {arch!r}: choose one of {list(_CLASSES)}.")
+        raise ValueError(f"unknown architecture {arch!r}: choose one of {list(ARCHITECTURES)}.")
     return _CLASSES[key](latent_dim=latent_dim, image_shape=image_shape, **kw)
 
 

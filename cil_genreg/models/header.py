@@ -172,7 +172,12 @@ def read_header(path):
 #: bounds of a checkpoint's config, checked before any model is built from it.
 CONFIG_BOUNDS = {"latent_dim": (1, 65536), "width": (1, 1024), "image_side": (16, 8192),
                  "res_blocks": (0, 16), "latent_grid": (0, 4096), "channels": (1, 1024),
-                 "scales": (1, 8), "blocks": (0, 16)}
+                 "scales": (1, 8), "blocks": (0, 16), "neighbourhood": (1, 4),
+                 "head_width": (1, 256)}
+
+
+#: the config entries a structured-covariance VAE ("svae") adds to a VAE's.
+STRUCTURED_KEYS = {"neighbourhood", "head_width"}
 
 
 def check_config(config, where="the metadata"):
@@ -206,7 +211,8 @@ def check_config(config, where="the metadata"):
     if config.get("arch") in NETWORK_ARCHITECTURES:
         return _check_network_config(config, bad)
     extra = set(config) - {"arch", "latent_dim", "image_shape", "width", "res_blocks",
-                           "latent_grid"}
+                           "latent_grid"} - (STRUCTURED_KEYS if config.get("arch") == "svae"
+                                             else set())
     if extra:
         raise bad(f"unknown entries {sorted(extra)}")
     if config.get("arch") not in ARCHITECTURES:
@@ -215,7 +221,7 @@ def check_config(config, where="the metadata"):
             f"version knows {list(ARCHITECTURES + NETWORK_ARCHITECTURES)}). Upgrade "
             "cil_genreg, or check the file's origin.")
     _check_side(config, bad)
-    for key in ("latent_dim", "width", "res_blocks", "latent_grid"):
+    for key in ("latent_dim", "width", "res_blocks", "latent_grid", *sorted(STRUCTURED_KEYS)):
         if key not in config and key != "latent_dim":
             continue
         lo, hi = CONFIG_BOUNDS[key]

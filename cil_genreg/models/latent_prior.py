@@ -160,6 +160,7 @@ class WhitenedGenerator(nn.Module):
         self.latent_dim = generator.latent_dim
         self.image_shape = tuple(generator.image_shape)
         self.intensity_range = getattr(generator, "intensity_range", None)
+        self.output_channels = getattr(generator, "output_channels", 1)
         self.metadata = dict(getattr(generator, "metadata", {}) or {})
         if hasattr(generator, "encode"):
             self.encode = self._encode

@@ -152,14 +152,19 @@ class Decoder(nn.Module):
         self.out = nn.Conv2d(ch[-1], 1, 3, padding=1)
         nn.init.constant_(self.out.bias, OUTPUT_BIAS)
 
-    def forward(self, z):
+    def features(self, z):
+        """The last feature map, (B, width, H, W): what the output convolution (and a
+        structured model's precision head, :mod:`.structured`) reads."""
         if hasattr(self, "conv_in"):
             h = self.conv_in(z.reshape(-1, self.latent_channels, self.base, self.base))
         else:
             h = self.fc(z).reshape(-1, self.c0, self.base, self.base)
         if h.shape[0] >= CHANNELS_LAST_MIN_BATCH and h.device.type == "cpu":
             h = h.contiguous(memory_format=torch.channels_last)
-        return torch.sigmoid(self.out(self.blocks(nn.functional.silu(h))))
+        return self.blocks(nn.functional.silu(h))
+
+    def forward(self, z):
+        return torch.sigmoid(self.out(self.features(z)))
 
 
 class Encoder(nn.Module):

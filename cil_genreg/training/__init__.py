@@ -48,11 +48,11 @@ refused. A loss or weights that turn NaN or Inf stop it with
 from .guards import TrainingDivergedError
 from .state import STATE_SUFFIX, load_state, save_state
 from .steps import (STEPS, ae_step, denoiser_step, gradient_penalty, kl_divergence,
-                    postprocess_step, vae_step, wgan_gp_step)
+                    postprocess_step, structured_step, vae_step, wgan_gp_step)
 from .trainer import Trainer, TrainResult, cosine_lr, train
-from .validation import latent_fit_psnr, reconstruction_psnr, validation_psnr
+from .validation import latent_fit_psnr, reconstruction_psnr, structured_nll, validation_psnr
 
 __all__ = ["train", "Trainer", "TrainResult", "STEPS", "vae_step", "ae_step", "wgan_gp_step",
            "kl_divergence", "gradient_penalty", "denoiser_step", "postprocess_step",
            "latent_fit_psnr", "reconstruction_psnr", "validation_psnr", "cosine_lr", "load_state", "save_state", "STATE_SUFFIX",
-           "TrainingDivergedError"]
+           "TrainingDivergedError", "structured_step", "structured_nll"]

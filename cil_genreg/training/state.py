@@ -174,4 +174,6 @@ def save_state(trainer, epoch, history, info):
     if "val_psnr_db" in last:
         key = VALIDATION_KEYS.get(info.get("arch"), "held_out_reconstruction_psnr_db")
         meta[key] = last["val_psnr_db"]
+    if "val_nll_per_pixel" in last:
+        meta["held_out_nll_nats_per_pixel"] = last["val_nll_per_pixel"]
     save_checkpoint(net, trainer.checkpoint, meta)

@@ -3,7 +3,8 @@
 reconstruction loss, and WGAN-GP's critic step (with its gradient penalty) and, every
 ``n_critic`` steps, a generator step; and the networks the generative models are compared
 with: the Plug-and-Play denoiser's noise-level-conditioned denoising loss and the
-post-processing network's supervised loss on (FBP, truth) pairs.
+post-processing network's supervised loss on (FBP, truth) pairs; and the structured VAE's
+negative ELBO with its sparse precision (its head alone, in the usual frozen-mean training).
 """
 import torch
 
@@ -138,6 +139,48 @@ class PerImageLoss(_NetworkLoss):
         return (self.net(z) - x).pow(2).flatten(1).sum(1) + beta * kl_divergence(mu, logvar)
 
 
+class StructuredLoss(_NetworkLoss):
+    r"""The per-image negative ELBO of a :class:`~cil_genreg.models.StructuredVAE` as one
+    ``forward`` (what DDP wraps): with :math:`z = \mu + \sigma \odot \varepsilon`,
+
+    .. math:: \tfrac12\|B_z(x - m(z))\|_2^2 - \sum_i \log d_i(z) + \tfrac{N}{2}\log 2\pi
+              + \beta\, \mathrm{KL}(q(z|x) \,\|\, N(0, I)),
+
+    in nats (the KL term is a constant when the encoder is frozen, the usual case:
+    :meth:`~cil_genreg.models.StructuredVAE.from_vae`).
+
+    Parameters
+    ----------
+    net : StructuredVAE
+    """
+
+    def forward(self, x, eps, beta=0.0):
+        mu, logvar = self.net.encode(x)
+        z = mu + eps * (0.5 * logvar).exp()
+        return self.net.nll(x, z) + beta * kl_divergence(mu, logvar)
+
+
+def structured_step(trainer, x, step):
+    """One Adam step on the structured VAE's negative ELBO (:class:`StructuredLoss`): with the
+    mean frozen, on the precision head alone.
+
+    Parameters
+    ----------
+    trainer : Trainer
+    x : torch.Tensor
+        the batch (B, 1, H, W).
+    step : int
+        the global step number (unused: no schedule).
+
+    Returns
+    -------
+    torch.Tensor
+        the batch's mean loss (nats per image).
+    """
+    eps = trainer.batch_noise(trainer.net.latent_dim)
+    return _descend(trainer, trainer.per_image_loss(x, eps, trainer.beta), x)
+
+
 def wgan_gp_step(trainer, x, step):
     """One critic step on ``D(G(z)) - D(x) + gp_weight * penalty`` and, every ``n_critic``
     steps, one generator step on ``-D(G(z))``.
@@ -253,7 +296,7 @@ def postprocess_step(trainer, x, step):
 
 #: the step function of each architecture
 STEPS = {"vae": vae_step, "ae": ae_step, "gan": wgan_gp_step, "drunet": denoiser_step,
-         "fbpconvnet": postprocess_step}
+         "fbpconvnet": postprocess_step, "svae": structured_step}
 #: the per-image loss module of each architecture trained by :func:`_descend` (DDP wraps it)
 LOSSES = {"vae": PerImageLoss, "ae": PerImageLoss, "drunet": DenoisingLoss,
-          "fbpconvnet": PairLoss}
+          "fbpconvnet": PairLoss, "svae": StructuredLoss}

@@ -31,7 +31,7 @@ from ..models import architectures as _arch
 from .inputs import arch_of, model_and_arch, training_batch
 from . import guards, state as _state
 from .steps import LOSSES, STEPS
-from .validation import validation_psnr
+from .validation import structured_nll, validation_psnr
 
 
 @dataclass
@@ -229,6 +229,8 @@ class Trainer:
             t_train += record["seconds"]
             if self.x_val is not None:
                 record["val_psnr_db"] = self._validate()
+                if self.arch == "svae" and not self.ctx.distributed:
+                    record["val_nll_per_pixel"] = structured_nll(self.net, self.x_val)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{record['loss']:.4g}",
                                 val_psnr=f"{record['val_psnr_db']:.2f}")
             history.append(record)
@@ -273,7 +275,9 @@ def train(model="vae", data=None, epochs=10, batch_size=64, lr=None, latent_dim=
     ----------
     model : {"vae", "ae", "gan", "denoiser", "postprocess"} or a package model
         what to train (a fresh model of that architecture, or an existing VAE / Autoencoder /
-        WGANGenerator / DRUNetDenoiser / PostProcessingUNet to fine-tune).
+        WGANGenerator / DRUNetDenoiser / PostProcessingUNet to fine-tune, or a
+        StructuredVAE made by ``StructuredVAE.from_vae``: its precision head trains on its
+        negative ELBO, the rest as frozen as it was made).
     data : array (N, H, W) or (N, 1, H, W), or an object with ``as_array()``
         training images, intensities in [0, 1] (other ranges are min-max scaled); for
         "postprocess" pairs (N, 2, H, W) of FBP images and truths, kept as they are

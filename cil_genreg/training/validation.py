@@ -90,6 +90,33 @@ def network_psnr(net, arch, data, sigma_range=(0.0, 0.1), batch_size=64):
     return float(torch.cat(values).mean())
 
 
+@torch.no_grad()
+def structured_nll(model, data, batch_size=64):
+    r"""Mean held-out negative log-likelihood of a structured VAE in nats per pixel,
+    :math:`-\log p(x \mid \mu(x)) / N` (the encoder's mean code; :math:`N` pixels).
+
+    Parameters
+    ----------
+    model : StructuredVAE
+    data : torch.Tensor
+        (N, 1, H, W) in [0, 1].
+    batch_size : int
+
+    Returns
+    -------
+    float
+    """
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    total = 0.0
+    for i in range(0, len(data), batch_size):
+        x = data[i:i + batch_size].to(device)
+        total += float(model.nll(x, model.encode(x)[0]).sum())
+    model.train(was)
+    return total / data[:, :1].numel()
+
+
 def validation_psnr(net, arch, x_val, sigma_range=(0.0, 0.1)):
     """The held-out PSNR (dB) reported each epoch: :func:`latent_fit_psnr` for a GAN,
     :func:`network_psnr` for a denoiser or post-processing network, else

@@ -9,14 +9,16 @@ GEOMETRIES = ("parallel", "limited", "fan")
 METHODS = ("fbp", "tv", "latent", "range", "soft", "sparse")
 #: methods a comparison runs when asked (``--methods ... hybrid``): TV + soft together, and the
 #: learned peers trained on the same images: Plug-and-Play with a denoiser (PnP-FISTA at a fixed
-#: noise level; DPIR, half-quadratic splitting with a decreasing one), FBPConvNet
-EXTRA_METHODS = ("hybrid", "pnp", "dpir", "postprocess")
+#: noise level; DPIR, half-quadratic splitting with a decreasing one), FBPConvNet; and soft under
+#: a structured-covariance VAE's own precision (its generator must be a StructuredVAE)
+EXTRA_METHODS = ("hybrid", "pnp", "dpir", "postprocess", "soft-structured")
 #: methods with no weight λ to choose: one run each
 NO_LAMBDA = ("fbp", "postprocess")
 ALL_METHODS = METHODS + EXTRA_METHODS
 LABELS = {"fbp": "FBP", "tv": "TV", "latent": "range (latent)", "range": "range",
           "soft": "soft", "sparse": "sparse deviations", "hybrid": "TV + soft",
-          "pnp": "PnP-FISTA (DRUNet)", "dpir": "DPIR (DRUNet)", "postprocess": "FBPConvNet"}
+          "pnp": "PnP-FISTA (DRUNet)", "dpir": "DPIR (DRUNet)", "postprocess": "FBPConvNet",
+          "soft-structured": "soft (structured covariance)"}
 #: λ per method, tuned on MNIST at 5 % noise: the grid of a full comparison (5 values), the
 #: three of ``cil-genreg demo``, the two of a ``--quick`` run, and the one default of
 #: ``cil-genreg reconstruct``
@@ -42,6 +44,9 @@ LAMBDAS = {
     # (not tuned: no MNIST denoiser is shipped); the CT demo has its own grid
     "dpir": {"grid": (0.03, 0.1, 0.3, 1.0, 3.0), "demo": (0.1, 0.3, 1.0), "quick": (0.1, 1.0),
              "default": 0.3},
+    # soft-structured: on soft's scale (the model's reference precision), so soft's λ
+    "soft-structured": {"grid": (10.0, 30.0, 60.0, 100.0, 200.0), "demo": (30.0, 60.0, 100.0),
+                        "quick": (30.0, 100.0), "default": 60.0},
 }
 #: DPIR's first noise level (Zhang et al. 2021; deepinv's ``get_DPIR_params``): 49/255
 DPIR_SIGMA_MAX = 49.0 / 255.0
@@ -51,7 +56,7 @@ DPIR_SIGMA_MIN = 0.02
 #: DPIR's number of iterations over which the noise level falls
 DPIR_ITERATIONS = 8
 #: the latent weight μ of soft and sparse (and of the hybrid's soft part)
-MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3}
+MU = {"soft": 1e-3, "sparse": 1e-2, "hybrid": 1e-3, "soft-structured": 1e-3}
 #: the hybrid's TV weight, as a fraction of the λ the discrepancy principle chose for TV alone
 #: on the same data (the hybrid's own λ grid is that of its generative part)
 HYBRID_TV_FRACTION = 0.5
