@@ -292,12 +292,21 @@ class GenerativeRegulariser(Function):
         RuntimeError
             when no latent has been found yet.
         """
+        return self._to_container(self._decoded_latent(), self._last_like, out)
+
+    def _decoded_latent(self):
+        """The generator's output (all its channels) at the last latent found.
+
+        Raises
+        ------
+        RuntimeError
+            when no latent has been found yet.
+        """
         if self._latent is None:
             raise RuntimeError("no latent found yet: call the regulariser, its gradient or its "
                                "proximal map first.")
         with torch.inference_mode():
-            image = self.solver.adapter(self._latent)
-        return self._to_container(image, self._last_like, out)
+            return self.solver.adapter(self._latent)
 
     # -- DataContainer <-> batch -----------------------------------------------------------
     def _to_batch(self, x, what="x", finite=True):

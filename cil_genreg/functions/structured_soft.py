@@ -216,12 +216,7 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
         RuntimeError
             when no latent has been found yet.
         """
-        if self._latent is None:
-            raise RuntimeError("no latent found yet: call the regulariser, its gradient or its "
-                               "proximal map first.")
-        with torch.inference_mode():
-            image = self.solver.adapter(self._latent)
-        return StructuredMisfit.split(image)
+        return StructuredMisfit.split(self._decoded_latent())
 
     def generated_image(self, out=None):
         r"""The mean :math:`m_{z^*}` for the last latent :math:`z^*` found.
