@@ -12,8 +12,8 @@ regularisers and TV + soft.
   4× finer detector, Poisson photon counts of ``--dose`` photons per bin (1e4; 2e3 is low
   dose), back to line integrals by CIL's ``TransmissionAbsorptionConverter``, reconstructed at
   ``--size`` (128) and scored against the truth's block mean; ``--data-term weighted``
-  reconstructs it with the Poisson-weighted :math:`\|Ax - y\|_W^2`, :math:`w_i \propto N_i`
-  the counts (:mod:`cil_genreg.physics.weights`; default ``ls``, :math:`\|Ax - y\|^2`, as in
+  reconstructs it with the Poisson-weighted :math:`\\|Ax - y\\|_W^2`, :math:`w_i \\propto N_i`
+  the counts (:mod:`cil_genreg.physics.weights`; default ``ls``, :math:`\\|Ax - y\\|^2`, as in
   every published table; its outputs are named ``..._weighted_...``); ``gaussian``: the
   inverse crime (the data made by the reconstructing projector at ``--size``, Gaussian noise
   of ``--noise`` of the sinogram's maximum), named as such;

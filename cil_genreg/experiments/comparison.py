@@ -53,10 +53,10 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     mean at that size. ``denoiser``, ``postprocessor``: the models of "pnp" and "dpir" (each
     over its λ grid, from the same start as the generative methods) and "postprocess" (one run on the FBP
     image, no λ; it warns on a geometry or measurement it was not trained for). ``data_term``:
-    ``"ls"`` (default) :math:`\|Ax - y\|^2`, or ``"weighted"`` :math:`\|Ax - y\|_W^2` with the
+    ``"ls"`` (default) :math:`\\|Ax - y\\|^2`, or ``"weighted"`` :math:`\\|Ax - y\\|_W^2` with the
     Poisson weights of the scan's counts (:mod:`cil_genreg.physics.weights`; a scanner
     measurement only), the discrepancy principle then on the weighted residual with
-    :math:`\sigma_W`; dpir, whose half-quadratic step is unweighted, is refused with it.
+    :math:`\\sigma_W`; dpir, whose half-quadratic step is unweighted, is refused with it.
 
     Returns
     -------

@@ -130,8 +130,8 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     measurement : how ``y`` was made (:mod:`cil_genreg.physics.measurement`), when known: for
         "postprocess", whose network warns when trained for another dose or noise level.
     weights : AcquisitionData, the per-datum weights :math:`W` of the data term
-        :math:`\|Ax - y\|_W^2` (:func:`cil_genreg.physics.weights.poisson_weights`, mean 1: the
-        λ of the unweighted term keep their units); default None, :math:`\|Ax - y\|^2`. Not
+        :math:`\\|Ax - y\\|_W^2` (:func:`cil_genreg.physics.weights.poisson_weights`, mean 1: the
+        λ of the unweighted term keep their units); default None, :math:`\\|Ax - y\\|^2`. Not
         for "dpir" (its half-quadratic step solves the unweighted normal equations) nor
         "postprocess" (no data term): refused.
 
@@ -236,8 +236,9 @@ def dpir(A, y, lam, denoiser, x0=None, callbacks=None, device=None, **options):
 def latent_map(A, y, lam, generator, x0=None, iterations=100, callbacks=None, weights=None,
                **solver_options):
     r"""The latent method's solution :math:`z^* = \arg\min_z \|A G(z) - y\|_W^2 +
-    \lambda\|z\|^2` (:math:`W = I` without ``weights``) by :class:`~cil_genreg.algorithms.LatentLBFGS` from the encoder's code of
-    ``x0`` (z = 0 without an encoder); at :math:`\lambda = \sigma^2` the mode of the latent
+    \lambda\|z\|^2` (:math:`W = I` without ``weights``) by
+    :class:`~cil_genreg.algorithms.LatentLBFGS` from the encoder's code of ``x0`` (z = 0
+    without an encoder); at :math:`\lambda = \sigma^2` the mode of the latent
     posterior that :class:`~cil_genreg.algorithms.LatentPosteriorSampler` samples.
 
     Parameters

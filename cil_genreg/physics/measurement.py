@@ -39,12 +39,12 @@ class Measured:
     truth : ImageData
         the reference on the reconstruction's image geometry.
     weights : AcquisitionData or None
-        the Poisson weights :math:`w_i = \max(N_i, \varepsilon) / \mathrm{mean}_j
-        \max(N_j, \varepsilon)` of the counts (mean 1: :func:`.weights.poisson_weights`), or
+        the Poisson weights :math:`w_i = \\max(N_i, \\varepsilon) / \\mathrm{mean}_j
+        \\max(N_j, \\varepsilon)` of the counts (mean 1: :func:`.weights.poisson_weights`), or
         None when there are no counts (Gaussian measurement).
     weighted_sigma : float or None
-        :math:`\sigma_W`, the noise standard deviation of a datum of weight 1
-        (:math:`w_i \mathrm{Var}\, y_i \approx \sigma_W^2`,
+        :math:`\\sigma_W`, the noise standard deviation of a datum of weight 1
+        (:math:`w_i \\mathrm{Var}\\, y_i \\approx \\sigma_W^2`,
         :func:`.weights.weighted_noise_level`), None without counts.
     """
     data: object
