@@ -39,6 +39,20 @@ def test_ct_demo_keeps_the_inverse_crime_on_request_named_as_such(tmp_path):
     assert best_psnr(result["summary"], "tv") > best_psnr(result["summary"], "fbp")
 
 
+def test_ct_demo_weighted_data_term_is_named_and_needs_counts(tmp_path):
+    """--data-term weighted writes its own names (the ls tables keep theirs) and says so in
+    summary.json; with the inverse crime (no counts) it is refused."""
+    demo = load_demo("ct_tomography")
+    demo.main(ARGS[:-4] + ["--quiet", "--data-term", "weighted", "--out", str(tmp_path)])
+    import json
+    with open(tmp_path / "summary.json") as f:
+        assert json.load(f)["data_term"] == "weighted"
+    assert (tmp_path / "ct128_lung1_dose1e4_weighted_parallel_30.csv").is_file()
+    with pytest.raises(ValueError, match="needs photon counts"):
+        demo.main(ARGS[:-4] + ["--quiet", "--physics", "gaussian", "--data-term", "weighted",
+                               "--out", str(tmp_path / "g")])
+
+
 def test_regulariser_options_reach_the_generative_regularisers_only():
     """comparison.compare(regulariser_options=...) configures soft / sparse / range / hybrid
     (a bad value is refused by the regulariser itself) and is not given to the latent method

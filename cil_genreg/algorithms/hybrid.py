@@ -27,6 +27,7 @@ from cil.optimisation.operators import BlockOperator, GradientOperator, Identity
 from ..functions import (GenerativeRegulariser, PatchGenerativeRegulariser,
                         SoftGenerativeRegulariser)
 from ..functions.patch import patch_prior_for
+from ..physics.weights import check_weights
 
 
 def _check_weight(name, value):
@@ -183,18 +184,18 @@ def hybrid_objective(algorithm, x=None):
 
 
 def hybrid_fista(A, y, lambda_tv, lambda_g, generator, x0=None, iterations=100, mu=1e-3,
-                 callbacks=None, **solver_options):
+                 callbacks=None, weights=None, **solver_options):
     r"""TV + soft by CIL's FISTA (the demos' ``hybrid`` method), the other natural composition:
     the soft regulariser is smooth, so it joins the data term in FISTA's smooth part and TV is
     the proximal part,
 
-    .. math:: f = \|Ax - y\|^2 + \lambda_G R_G(x), \qquad g = \lambda_{TV}\,\mathrm{TV}(x),
+    .. math:: f = \|Ax - y\|_W^2 + \lambda_G R_G(x), \qquad g = \lambda_{TV}\,\mathrm{TV}(x),
               \qquad \nabla R_G(x) = \textstyle\sum_i P_i^T 2(P_i x - G(z_i^*)) ,
 
-    with :math:`R_G` on the whole image, or as the patch prior of a generator of smaller images.
-    It converges in as many iterations as the single methods (100 in the demos), where
-    :func:`hybrid_pdhg`, which also takes the non-smooth range and sparse regularisers and
-    overlapping patches, needs several hundred.
+    with :math:`R_G` on the whole image, or as the patch prior of a generator of smaller images,
+    and :math:`W = I` unless ``weights`` are given. It converges in as many iterations as the
+    single methods (100 in the demos), where :func:`hybrid_pdhg`, which also takes the
+    non-smooth range and sparse regularisers and overlapping patches, needs several hundred.
 
     Parameters
     ----------
@@ -211,6 +212,10 @@ def hybrid_fista(A, y, lambda_tv, lambda_g, generator, x0=None, iterations=100, 
         :math:`\mu` of the soft regulariser.
     callbacks : list, optional
         CIL callbacks.
+    weights : AcquisitionData, optional
+        :math:`W` of the weighted data term :math:`\|Ax - y\|_W^2` (CIL's
+        ``LeastSquares(A, y, weight=W)``; :mod:`cil_genreg.physics.weights`); the step is then
+        :math:`1 / (2\|A\|^2 \max_i w_i + 2\lambda_G)`. Default None: unweighted.
     **solver_options
         latent solver options of :class:`SoftGenerativeRegulariser`.
 
@@ -231,9 +236,10 @@ def hybrid_fista(A, y, lambda_tv, lambda_g, generator, x0=None, iterations=100, 
     lambda_g = _check_weight("lambda_g", lambda_g)
     R = patch_prior_for(SoftGenerativeRegulariser(generator, mu=mu, **solver_options),
                         A.domain_geometry())
-    step = 1.0 / (2.0 * A.norm() ** 2 + 2.0 * lambda_g)
+    data = LeastSquares(A, y, weight=check_weights(weights, A.range_geometry()))
+    step = 1.0 / (data.L + 2.0 * lambda_g)  # L = 2||A||^2 max w
     algo = FISTA(initial=x0 if x0 is not None else A.domain_geometry().allocate(0),
-                 f=LeastSquares(A, y) + lambda_g * R,
+                 f=data + lambda_g * R,
                  g=lambda_tv * TotalVariation(max_iteration=10, warm_start=True),
                  step_size=step, update_objective_interval=iterations)
     algo.run(iterations, verbose=0, callbacks=callbacks)

@@ -4,7 +4,7 @@ The objective :math:`f(z) = \sum_k s_k f_k(z)` is taken apart into its terms (CI
 ``SumFunction`` and ``ScaledFunction`` nest), and each term is evaluated as fast as the package
 knows how, value and gradient together:
 
-* :class:`~cil_genreg.LatentLeastSquares` :math:`c\|A\,G(z) - y\|^2`, and any
+* :class:`~cil_genreg.LatentLeastSquares` :math:`c\|A\,G(z) - y\|_W^2`, and any
   ``OperatorCompositionFunction(h, GeneratorOperator)`` :math:`h(G(z))`: one batched pass of the
   generator for all the points, the CIL function and its gradient on each generated image, one
   vector–Jacobian product back through the generator;
@@ -85,18 +85,9 @@ class _ThroughGenerator:
 
 
 def _least_squares_term(f):
-    """:math:`c\\|Ax - y\\|^2` and its gradient :math:`2cA^T(Ax - y)` on the image, one
-    projection each way."""
-    residual = f.A.range_geometry().allocate(None)
-
-    def value_and_gradient(image, out):
-        f.A.direct(image, out=residual)
-        residual.subtract(f.y, out=residual)
-        f.A.adjoint(residual, out=out)
-        out *= 2.0 * f.c
-        return f.c * residual.squared_norm()
-
-    return _ThroughGenerator(f.generator_operator, value_and_gradient)
+    """:math:`c\\|Ax - y\\|_W^2` and its gradient :math:`2cA^TW(Ax - y)` on the image, one
+    projection each way (:meth:`~cil_genreg.LatentLeastSquares.image_value_and_gradient`)."""
+    return _ThroughGenerator(f.generator_operator, f.image_value_and_gradient)
 
 
 def _composition_term(f):

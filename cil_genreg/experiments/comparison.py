@@ -13,6 +13,7 @@ import numpy as np
 from ..datasets import held_out_digits
 from ..physics.forward import initial_reconstruction, make_geometry, make_projector
 from ..physics.measurement import GaussianMeasurement, for_images
+from ..physics.weights import DATA_TERMS
 from .methods import (ALL_METHODS, HYBRID_TV_FRACTION, METHODS, MU, NO_LAMBDA, lambda_grids,
                       load_generator, reconstruct)
 from ..utilities.metrics import hfen, lung_mask, masked_ssim, psnr, ssim
@@ -33,7 +34,7 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
             lambdas=None, iterations=100, backend="astra", device="cpu", seed=0,
             progress=True, mu=None, tv_per_slice=False, start_from="tv", limited_span=90,
             regulariser_options=None, measurement=None, size=None, denoiser=None,
-            postprocessor=None):
+            postprocessor=None, data_term="ls"):
     """Reconstruct each image by each method over its λ grid; keep, per method, the λ of the
     discrepancy principle and the best λ against the ground truth.
 
@@ -51,7 +52,11 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     (e.g. 512²) and reconstructs them at ``size`` (e.g. 128), scored against the truth's block
     mean at that size. ``denoiser``, ``postprocessor``: the models of "pnp" and "dpir" (each
     over its λ grid, from the same start as the generative methods) and "postprocess" (one run on the FBP
-    image, no λ; it warns on a geometry or measurement it was not trained for).
+    image, no λ; it warns on a geometry or measurement it was not trained for). ``data_term``:
+    ``"ls"`` (default) :math:`\\|Ax - y\\|^2`, or ``"weighted"`` :math:`\\|Ax - y\\|_W^2` with the
+    Poisson weights of the scan's counts (:mod:`cil_genreg.physics.weights`; a scanner
+    measurement only), the discrepancy principle then on the weighted residual with
+    :math:`\\sigma_W`; dpir, whose half-quadratic step is unweighted, is refused with it.
 
     Returns
     -------
@@ -64,6 +69,7 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
     lambdas = dict(lambda_grids(), **(lambdas or {}))
     if start_from not in STARTS:
         raise ValueError(f"start_from must be one of {STARTS}, got {start_from!r}")
+    check_data_term(data_term, methods)
     order = {m: i for i, m in enumerate(ALL_METHODS)}
     methods = sorted(methods, key=lambda m: order.get(m, 99))  # fbp, tv first
     rng = np.random.default_rng(seed)
@@ -86,7 +92,8 @@ def compare(images, generator, angles=10, geometry="parallel", noise=0.05, metho
                           "postprocessor": postprocessor}, "measurement": measurement}
     for k, image in enumerate(images):
         measured = measurement.measure(image, A, rng)
-        y, sigma, truth = measured.data, measured.sigma, measured.truth
+        y, truth = measured.data, measured.truth
+        options["weights"], sigma = measured.data_term(data_term)
         x0, x0_label = initial_reconstruction(A, y, backend, device)
         recons, found = _each_method(A, y, sigma, x0, truth, methods, lambdas, options,
                                      bar.update)
@@ -114,6 +121,7 @@ def _each_method(A, y, sigma, x0, truth, methods, lambdas, options, tick):
     start, tv_start = x0, None
     mask = lung_mask(truth)
     iterations, tv_per_slice = options["iterations"], options["tv_per_slice"]
+    weights = options.get("weights")
     for method in methods:
         if method in NO_LAMBDA:
             recons[method] = ("initial", None, x0 if method == "fbp" else reconstruct(
@@ -124,14 +132,14 @@ def _each_method(A, y, sigma, x0, truth, methods, lambdas, options, tick):
         if method != "tv" and start is x0 and options["start_from"] == "tv":
             start = tv_start if tv_start is not None else reconstruct(
                 "tv", A, y, lambdas["tv"][len(lambdas["tv"]) // 2], x0=x0,
-                iterations=iterations, tv_per_slice=tv_per_slice)
+                iterations=iterations, tv_per_slice=tv_per_slice, weights=weights)
         found = {}
         tv_lam = recons["tv"][1] if "tv" in recons else lambdas["tv"][len(lambdas["tv"]) // 2]
         extra = {"lam_tv": HYBRID_TV_FRACTION * tv_lam} if method == "hybrid" else {}
 
         def run(lam, method=method, extra=extra):
             x = reconstruct(method, A, y, lam, x0=x0 if method == "tv" else start,
-                            iterations=iterations, **options["models"],
+                            iterations=iterations, **options["models"], weights=weights,
                             mu=options["mu"].get(method), tv_per_slice=tv_per_slice, **extra,
                             **(options["generator_options"] if method != "tv" else {}),
                             **(options["regulariser_options"] if method in REGULARISERS else {}))
@@ -139,7 +147,7 @@ def _each_method(A, y, sigma, x0, truth, methods, lambdas, options, tick):
             tick()
             return x
 
-        choice = discrepancy_principle(run, A, y, sigma, lambdas[method])
+        choice = discrepancy_principle(run, A, y, sigma, lambdas[method], weights=weights)
         for lam in lambdas[method]:  # the rest of the grid, for the best against truth
             if lam not in found:
                 run(lam)
@@ -151,6 +159,16 @@ def _each_method(A, y, sigma, x0, truth, methods, lambdas, options, tick):
         if method == "tv":
             tv_start = choice.x  # TV at the discrepancy principle's λ: no ground truth
     return recons, grid
+
+
+def check_data_term(data_term, methods=()):
+    """``data_term`` refused unless one of :data:`~cil_genreg.physics.weights.DATA_TERMS`, and
+    ``"weighted"`` with a method that has no weighted data term (dpir)."""
+    if data_term not in DATA_TERMS:
+        raise ValueError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
+    if data_term == "weighted" and "dpir" in methods:
+        raise ValueError("dpir has no weighted data term (its half-quadratic step solves the "
+                         "unweighted normal equations): leave it out or use data term 'ls'")
 
 
 def _fixed_lambda_rows(grid, angles, geometry):
@@ -242,14 +260,16 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
                    backend="astra", device="cpu", seed=0, progress=True, echo=print,
                    meta=None, targets=None, title=None, mu=None, start_from="tv",
                    overwrite=False, limited_span=90, regulariser_options=None,
-                   measurement=None, size=None, denoiser=None, postprocessor=None):
+                   measurement=None, size=None, denoiser=None, postprocessor=None,
+                   data_term="ls"):
     """:func:`compare` for each geometry and angle count, with the outputs: tables
     (``NAME_GEOMETRY_ANGLES.csv/.json``), figures (``.png``) and ``summary.json`` in ``out``;
     the tables and soft's margin over TV are printed (``targets``: angles → dB soft should
-    beat TV by, in parallel beam); ``measurement``, ``size``, ``denoiser`` and
-    ``postprocessor``: see :func:`compare`. Existing
+    beat TV by, in parallel beam); ``measurement``, ``size``, ``denoiser``,
+    ``postprocessor`` and ``data_term``: see :func:`compare`. Existing
     outputs of the same name in ``out`` are refused,
     before anything runs, unless ``overwrite``. Returns the summary rows."""
+    check_data_term(data_term, methods)
     check_output_files(out, output_names(name, geometries, angles) + ["summary.json"],
                        overwrite=overwrite)
     summary = []
@@ -263,12 +283,13 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
                               mu=mu, start_from=start_from, limited_span=limited_span,
                               regulariser_options=regulariser_options,
                               measurement=measurement, size=size, denoiser=denoiser,
-                              postprocessor=postprocessor)
+                              postprocessor=postprocessor, data_term=data_term)
             stem = f"{name}_{geometry}_{count}"
             save_results(results, out, stem)
             where = GEOMETRY_TITLES.get(geometry, geometry).replace("90°", f"{limited_span:g}°")
             comparison_figure(results["examples"], os.path.join(out, stem + ".png"),
-                              f"{label}, {where}, {count} angles, {measurement.describe()}")
+                              f"{label}, {where}, {count} angles, {measurement.describe()}"
+                              + (", weighted data term" if data_term == "weighted" else ""))
             echo(f"\n{len(images)} held-out {label} images, {geometry}, {count} angles:")
             echo(format_table(results["summary"]))
             margin = soft_over_tv(results["summary"])
@@ -283,7 +304,7 @@ def run_comparison(images, generator, name, angles=(10, 30), geometries=("parall
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(dict(meta or {}, n=len(images), noise=noise, iterations=iterations, seed=seed,
-                       physics=measurement.describe(),
+                       physics=measurement.describe(), data_term=data_term,
                        summary=summary), f, indent=1)
     echo(f"\ntables, figures and summary.json written to {out}")
     return summary

@@ -2,7 +2,10 @@ r"""The reconstruction methods, one call each: :func:`reconstruct` with the meth
 one table of default weights (:data:`LAMBDAS`, :data:`MU`).
 
 Every method solves :math:`\min_x \|Ax - y\|^2 + \lambda R(x)` with CIL's FISTA from a start
-image (or from its encoding, for the latent range method):
+image (or from its encoding, for the latent range method), or with ``weights=W`` the
+Poisson-weighted :math:`\min_x \|Ax - y\|_W^2 + \lambda R(x)`, :math:`\|r\|_W^2 = \sum_i
+w_i r_i^2` (:mod:`cil_genreg.physics.weights`; CIL's ``LeastSquares(A, y, weight=W)``, whose
+FISTA step is :math:`1 / (2\|A\|^2 \max_i w_i)`):
 
 * ``tv``: :math:`R = \mathrm{TV}` (CIL's ``TotalVariation``);
 * ``soft``, ``sparse``, ``range``: the generative regularisers of this package;
@@ -40,6 +43,7 @@ from ..functions import (DenoiserPrior, LatentLeastSquares, RangeGenerativeRegul
 from ..functions.patch import patch_prior_for
 from ..algorithms import LatentLBFGS
 from ..utilities.validation import check_domain, check_positive
+from ..physics.weights import check_weights
 from ..utilities.defaults import (ALL_METHODS, EXTRA_METHODS, HYBRID_TV_FRACTION, LABELS,  # noqa: F401
                        LAMBDAS, METHODS, MU, NO_LAMBDA, lambda_grids)
 
@@ -99,7 +103,7 @@ def load_generator(name_or_path, latent_prior="auto"):
 
 def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=None,
                 callbacks=None, tv_per_slice=False, lam_tv=None, denoiser=None,
-                postprocessor=None, measurement=None, **solver_options):
+                postprocessor=None, measurement=None, weights=None, **solver_options):
     """One reconstruction by ``method`` (see :data:`METHODS`) with weight ``lam``.
 
     Parameters
@@ -129,6 +133,11 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
         taken as the FBP image when given).
     measurement : how ``y`` was made (:mod:`cil_genreg.physics.measurement`), when known: for
         "postprocess", whose network warns when trained for another dose or noise level.
+    weights : AcquisitionData, the per-datum weights :math:`W` of the data term
+        :math:`\\|Ax - y\\|_W^2` (:func:`cil_genreg.physics.weights.poisson_weights`, mean 1: the
+        λ of the unweighted term keep their units); default None, :math:`\\|Ax - y\\|^2`. Not
+        for "dpir" (its half-quadratic step solves the unweighted normal equations) nor
+        "postprocess" (no data term): refused.
 
     At CT sizes pass ``max_iteration=2`` (latent iterations per proximal map, warm-started:
     the regulariser's default 50 is what the digit tables use), ``iterations=50`` at 128² and
@@ -149,6 +158,10 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
     what, model = needs.get(method, ("generator", generator))
     if method != "tv" and model is None:
         raise ValueError(f"method {method!r} needs a {what} ({what}=...)")
+    if weights is not None and method in ("dpir", "postprocess"):
+        raise ValueError(f"method {method!r} has no weighted data term: run it with "
+                         "weights=None (data term 'ls')")
+    weights = check_weights(weights, A.range_geometry())
     if method == "postprocess":
         from .postprocess_data import postprocess
         return postprocess(postprocessor, A, y, x0=x0, measurement=measurement)
@@ -163,9 +176,10 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
         from ..algorithms.hybrid import hybrid_fista
         return hybrid_fista(A, y, lam_tv, lam, generator, x0=x0, iterations=iterations,
                             mu=MU["hybrid"] if mu is None else mu, callbacks=callbacks,
-                            **solver_options)
+                            weights=weights, **solver_options)
     if method == "latent":
-        f, z = latent_map(A, y, lam, generator, x0, iterations, callbacks, **solver_options)
+        f, z = latent_map(A, y, lam, generator, x0, iterations, callbacks, weights=weights,
+                          **solver_options)
         return f.image(z)
     if method == "tv":
         g = TotalVariation(max_iteration=10, warm_start=True)
@@ -187,7 +201,7 @@ def reconstruct(method, A, y, lam, generator=None, x0=None, iterations=100, mu=N
         g = RangeGenerativeRegulariser(generator, **solver_options)
     if method not in ("tv", "pnp"):
         g = patch_prior_for(g, ig)
-    algo = FISTA(initial=x0 if x0 is not None else ig.allocate(0), f=LeastSquares(A, y),
+    algo = FISTA(initial=x0 if x0 is not None else ig.allocate(0), f=LeastSquares(A, y, weight=weights),
                  g=lam * g, update_objective_interval=iterations)
     algo.run(iterations, verbose=0, callbacks=callbacks)
     return algo.solution
@@ -226,11 +240,12 @@ def dpir(A, y, lam, denoiser, x0=None, callbacks=None, device=None, **options):
     return algo.solution
 
 
-def latent_map(A, y, lam, generator, x0=None, iterations=100, callbacks=None,
+def latent_map(A, y, lam, generator, x0=None, iterations=100, callbacks=None, weights=None,
                **solver_options):
-    r"""The latent method's solution :math:`z^* = \arg\min_z \|A G(z) - y\|^2 +
-    \lambda\|z\|^2` by :class:`~cil_genreg.algorithms.LatentLBFGS` from the encoder's code of
-    ``x0`` (z = 0 without an encoder); at :math:`\lambda = \sigma^2` the mode of the latent
+    r"""The latent method's solution :math:`z^* = \arg\min_z \|A G(z) - y\|_W^2 +
+    \lambda\|z\|^2` (:math:`W = I` without ``weights``) by
+    :class:`~cil_genreg.algorithms.LatentLBFGS` from the encoder's code of ``x0`` (z = 0
+    without an encoder); at :math:`\lambda = \sigma^2` the mode of the latent
     posterior that :class:`~cil_genreg.algorithms.LatentPosteriorSampler` samples.
 
     Parameters
@@ -241,14 +256,16 @@ def latent_map(A, y, lam, generator, x0=None, iterations=100, callbacks=None,
     x0 : DataContainer, optional
     iterations : int
     callbacks : list, optional
+    weights : AcquisitionData, optional
+        :math:`W` (default None: unweighted).
 
     Returns
     -------
     (LatentLeastSquares, VectorData)
-        :math:`f(z) = \|A G(z) - y\|^2` and :math:`z^*`.
+        :math:`f(z) = \|A G(z) - y\|_W^2` and :math:`z^*`.
     """
     from cil.optimisation.functions import L2NormSquared
-    f = LatentLeastSquares(A, generator, y, **solver_options)
+    f = LatentLeastSquares(A, generator, y, weight=weights, **solver_options)
     algo = LatentLBFGS(initial=_encoded(x0, f), f=f + lam * L2NormSquared(),
                        max_iteration=iterations, update_objective_interval=iterations)
     algo.run(iterations, verbose=0, callbacks=callbacks)

@@ -1,4 +1,4 @@
-r"""Least squares in latent space: the range method solved directly for :math:`z`."""
+r"""(Weighted) least squares in latent space: the range method solved directly for :math:`z`."""
 import numpy as np
 from cil.optimisation.functions import Function
 
@@ -6,17 +6,21 @@ from ..utilities.bridge import as_tensor, from_tensor
 from ..operators.generator_operator import GeneratorOperator
 from ..latent import jacobian_norm_squared
 from ..utilities.validation import check_non_negative
+from ..physics.weights import check_weights
 
 
 class LatentLeastSquares(Function):
     r"""Least squares through the generator, a function of the latent :math:`z`:
 
-    .. math:: f(z) = c\,\|A\,G(z) - y\|_2^2
+    .. math:: f(z) = c\,\|A\,G(z) - y\|_{2,W}^2 = c \sum_i w_i\, (A\,G(z) - y)_i^2
 
     with gradient (a vector–Jacobian product through :math:`G` by autograd, and the adjoint of
     :math:`A`)
 
-    .. math:: \nabla f(z) = 2c\, J_G(z)^T A^T (A\,G(z) - y).
+    .. math:: \nabla f(z) = 2c\, J_G(z)^T A^T W (A\,G(z) - y),
+
+    :math:`W = \mathrm{diag}(w) = I` unless ``weight`` is given (CIL's ``LeastSquares``
+    convention; the Poisson weights of :mod:`cil_genreg.physics.weights`).
 
     With a prior on :math:`z` (e.g. ``alpha * L2NormSquared()``) CIL's FISTA, GD or APGD solve
     the range method :math:`\min_z \|A G(z) - y\|^2 + \alpha\|z\|^2` (as in the paper and in
@@ -33,11 +37,14 @@ class LatentLeastSquares(Function):
         data, in ``A``'s range geometry.
     c : float
         scale (CIL's LeastSquares convention), finite and :math:`\ge 0`.
+    weight : DataContainer, optional
+        :math:`w \ge 0`, finite, in ``A``'s range geometry (CIL's LeastSquares ``weight``);
+        default None, :math:`W = I`.
     latent_dim : int, optional
         for a module without a ``latent_dim`` attribute.
     L : float, optional
         Lipschitz constant of the gradient; by default estimated as
-        :math:`2c\|A\|^2 \max_k \|J_G(z_k)\|^2` over a few latents :math:`z_k \sim N(0, I)`
+        :math:`2c\|A\|^2 \max_i w_i \max_k \|J_G(z_k)\|^2` over a few latents :math:`z_k \sim N(0, I)`
         and :math:`z = 0` (an estimate: :math:`f` is not globally Lipschitz-smooth).
     device : str, optional
         where the generator runs.
@@ -54,7 +61,8 @@ class LatentLeastSquares(Function):
         :math:`z \mapsto G(z)`.
     """
 
-    def __init__(self, A, generator, y, c=1.0, latent_dim=None, L=None, device=None, threads="auto"):
+    def __init__(self, A, generator, y, c=1.0, latent_dim=None, L=None, device=None,
+                 threads="auto", weight=None):
         c = check_non_negative(c, "c")
         if not hasattr(y, "as_array") or not hasattr(y, "geometry"):
             raise TypeError(f"y must be a CIL DataContainer in A's range geometry (e.g. "
@@ -75,6 +83,8 @@ class LatentLeastSquares(Function):
         self.A = A
         self.y = y
         self.c = float(c)
+        self.weight = check_weights(weight, A.range_geometry(), "weight")
+        self._weighted = A.range_geometry().allocate(None) if weight is not None else None
         self._image = A.domain_geometry().allocate(None)
         self._residual = A.range_geometry().allocate(None)
         super().__init__(L=L)
@@ -106,10 +116,43 @@ class LatentLeastSquares(Function):
         self._residual.subtract(self.y, out=self._residual)
         return self._residual
 
+    def image_value_and_gradient(self, image, out):
+        r"""The data term of an image and its gradient in the image, one projection each way:
+        :math:`c\|Ax - y\|_W^2` and :math:`2cA^TW(Ax - y)`.
+
+        Parameters
+        ----------
+        image : ImageData
+            :math:`x`, in ``A``'s domain geometry.
+        out : ImageData
+            filled with the gradient.
+
+        Returns
+        -------
+        float
+        """
+        self.A.direct(image, out=self._residual)
+        self._residual.subtract(self.y, out=self._residual)
+        self.A.adjoint(self._weigh(self._residual), out=out)
+        out *= 2.0 * self.c
+        return self._value(self._residual)
+
+    def _weigh(self, residual):
+        """:math:`W r` (``residual`` itself when unweighted)."""
+        if self.weight is None:
+            return residual
+        return residual.multiply(self.weight, out=self._weighted)
+
+    def _value(self, residual):
+        """:math:`c\\, r^T W r`."""
+        if self.weight is None:
+            return self.c * residual.squared_norm()
+        return self.c * residual.dot(self._weigh(residual))
+
     def __call__(self, z):
         r"""The value
 
-        .. math:: f(z) = c\,\|A\,G(z) - y\|_2^2 .
+        .. math:: f(z) = c\,\|A\,G(z) - y\|_{2,W}^2 .
 
         Parameters
         ----------
@@ -126,12 +169,12 @@ class LatentLeastSquares(Function):
             when ``z`` has the wrong length or contains NaN or Inf.
         """
         self.generator_operator.direct(z, out=self._image)
-        return self.c * self._data_residual().squared_norm()
+        return self._value(self._data_residual())
 
     def gradient(self, z, out=None):
         r"""The gradient, a vector–Jacobian product through :math:`G` (autograd):
 
-        .. math:: \nabla f(z) = 2c\, J_G(z)^T A^T (A\,G(z) - y) .
+        .. math:: \nabla f(z) = 2c\, J_G(z)^T A^T W (A\,G(z) - y) .
 
         Parameters
         ----------
@@ -147,7 +190,7 @@ class LatentLeastSquares(Function):
         """
         image, pullback = self.generator_operator.linearise(z)
         from_tensor(image, out=self._image)
-        back = self.A.adjoint(self._data_residual(), out=self._image)
+        back = self.A.adjoint(self._weigh(self._data_residual()), out=self._image)
         g = pullback(as_tensor(back, device=image.device).mul_(2.0 * self.c))
         return from_tensor(g, out=out, geometry=self.latent_geometry)
 
@@ -165,7 +208,7 @@ class LatentLeastSquares(Function):
     def estimate_L(self, samples=4, iterations=10, seed=0):
         r"""Estimate the Lipschitz constant of :math:`\nabla f`,
 
-        .. math:: L \approx 2|c|\,\|A\|^2 \max_k \|J_G(z_k)\|_2^2 ,
+        .. math:: L \approx 2|c|\,\|A\|^2 \max_i w_i \max_k \|J_G(z_k)\|_2^2 ,
 
         by power iteration on :math:`J_G^T J_G` at :math:`z_0 = 0` and ``samples`` draws
         :math:`z_k \sim N(0, I)` (a lower estimate: :math:`f` is not globally Lipschitz-smooth).
@@ -185,4 +228,5 @@ class LatentLeastSquares(Function):
         """
         largest = jacobian_norm_squared(self.generator_operator.adapter, samples, iterations,
                                         seed)
-        return 2.0 * abs(self.c) * self.A.norm() ** 2 * max(largest, 1e-12)
+        most = 1.0 if self.weight is None else float(self.weight.max())
+        return 2.0 * abs(self.c) * self.A.norm() ** 2 * most * max(largest, 1e-12)

@@ -14,13 +14,16 @@ Each gives, for one truth and the reconstruction's projector :math:`A`, the data
 noise level :math:`\sigma` the discrepancy principle needs (:math:`\mathbb E\|y - \bar y\|^2
 \approx m\sigma^2` over the :math:`m` data; for Poisson data estimated from the counts, by the
 delta method :math:`\mathrm{Var}\, y_i \approx 1 / (N_i\, s^2)`, no truth used) and the
-reference image the reconstruction is scored against.
+reference image the reconstruction is scored against; a scan also gives the weights of the
+Poisson-weighted data term :math:`\|Ax - y\|_W^2` (:mod:`.weights`) and the noise level
+:math:`\sigma_W` its discrepancy principle needs.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 from .scanner import NORMAL_DOSE, ScannerSettings, scan
+from .weights import DATA_TERMS, poisson_weights, weighted_noise_level
 
 
 @dataclass
@@ -35,10 +38,43 @@ class Measured:
         the root mean noise variance per datum (for the discrepancy principle).
     truth : ImageData
         the reference on the reconstruction's image geometry.
+    weights : AcquisitionData or None
+        the Poisson weights :math:`w_i = \\max(N_i, \\varepsilon) / \\mathrm{mean}_j
+        \\max(N_j, \\varepsilon)` of the counts (mean 1: :func:`.weights.poisson_weights`), or
+        None when there are no counts (Gaussian measurement).
+    weighted_sigma : float or None
+        :math:`\\sigma_W`, the noise standard deviation of a datum of weight 1
+        (:math:`w_i \\mathrm{Var}\\, y_i \\approx \\sigma_W^2`,
+        :func:`.weights.weighted_noise_level`), None without counts.
     """
     data: object
     sigma: float
     truth: object
+    weights: object = None
+    weighted_sigma: float = None
+
+    def data_term(self, kind="ls"):
+        """The weights and noise level of the data term ``kind``: ``"ls"`` (None,
+        ``sigma``) or ``"weighted"`` (``weights``, ``weighted_sigma``).
+
+        Returns
+        -------
+        (AcquisitionData or None, float)
+
+        Raises
+        ------
+        ValueError
+            for an unknown ``kind``, or ``"weighted"`` without counts.
+        """
+        if kind not in DATA_TERMS:
+            raise ValueError(f"the data term must be one of {DATA_TERMS}, got {kind!r}")
+        if kind == "ls":
+            return None, self.sigma
+        if self.weights is None:
+            raise ValueError("the weighted data term needs photon counts: use the scanner "
+                             "measurement (--physics scanner); Gaussian data have equal "
+                             "variances, for which 'ls' is the weighted term")
+        return self.weights, self.weighted_sigma
 
 
 class GaussianMeasurement:
@@ -133,7 +169,8 @@ class ScannerMeasurement:
         -------
         Measured
             ``sigma`` estimated from the counts: :math:`\\sqrt{\\mathrm{mean}_i\\, 1 /
-            (\\max(N_i, \\varepsilon)\\, s^2)}`.
+            (\\max(N_i, \\varepsilon)\\, s^2)}`; ``weights`` and ``weighted_sigma`` of the
+            weighted data term from the same counts (:mod:`.weights`).
         """
         size = A.domain_geometry().voxel_num_x
         s = scan(image, A.range_geometry(), size, self.settings, rng)
@@ -141,7 +178,9 @@ class ScannerMeasurement:
         sigma = float(np.sqrt(np.mean(1.0 / counts)) / s.scale)
         truth = A.domain_geometry().allocate(None)
         truth.fill(s.truth.as_array())
-        return Measured(s.data, sigma, truth)
+        eps = self.settings.zero_counts
+        return Measured(s.data, sigma, truth, weights=poisson_weights(s.counts, eps),
+                        weighted_sigma=weighted_noise_level(s.counts, s.scale, eps))
 
 
 def measurement(physics="scanner", noise=0.02, dose=NORMAL_DOSE, native=512):
