@@ -295,13 +295,7 @@ class GenerativeRegulariser(Function):
         return self._to_container(self._decoded_latent(), self._last_like, out)
 
     def _decoded_latent(self):
-        """The generator's output (all its channels) at the last latent found.
-
-        Raises
-        ------
-        RuntimeError
-            when no latent has been found yet.
-        """
+        """The generator's output (all its channels) at the last latent; RuntimeError if none."""
         if self._latent is None:
             raise RuntimeError("no latent found yet: call the regulariser, its gradient or its "
                                "proximal map first.")
