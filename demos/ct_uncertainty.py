@@ -16,7 +16,14 @@ soft method's joint posterior on held-out chest CT slices.
   (:class:`cil_genreg.algorithms.JointPosteriorSampler`: x exactly, w by MALA) from the soft
   reconstruction at that λ and μ = σ²/λ (whose joint mode it is; ``--map-iterations`` FISTA
   iterations from TV) and the latent of p(w | x);
-* both chains: ``--burn-in`` steps then ``--samples`` draws per chain, the same seeds;
+* ``--methods pnp-ula`` (the anchor, not run by default): PnP-ULA
+  (:class:`cil_genreg.algorithms.PlugAndPlayULA`, Laumont et al. 2022, deepinv's
+  ``sampling.ULA``) with the shipped denoiser ``ct-drunet-128`` at ``--ula-sigma``
+  (:math:`\\varepsilon = \\sigma_{den}^2`) and ``--ula-alpha``, step
+  :math:`\\delta = 1/(3(\\|A\\|^2/\\sigma^2 + \\alpha/\\varepsilon))`, clipped to [0, 1], from the
+  TV reconstruction; ``--ula-burn-in`` steps then ``--ula-samples`` draws, every
+  ``--ula-thin``-th step kept (a step is one denoiser pass and one A, Aᵀ: cheaper than theirs);
+* the latent and soft chains: ``--burn-in`` steps then ``--samples`` draws per chain, the same seeds;
 * measured per slice and chain (:func:`cil_genreg.algorithms.calibration`): the share of truth
   pixels inside the 95 % interval (empirical quantiles, and mean ± 1.96 std; also in the body,
   in the air and among the worst-decile errors), corr(std, |error|), the ESS, ESS per second;
@@ -38,8 +45,13 @@ import numpy as np
 TV_LAMBDA = 10.0
 #: soft's best λ at 128², 30 angles, 2 % noise (docs/results.md): τ = σ/√λ of the joint chain
 SOFT_LAMBDA = 1000.0
-#: the chains: the range method's latent posterior, the soft method's joint posterior
-METHODS = ("latent", "soft")
+#: the chains: the range method's latent posterior, the soft method's joint posterior, and the
+#: anchor PnP-ULA with a trained denoiser (run on request)
+METHODS = ("latent", "soft", "pnp-ula")
+#: the chains run by default
+DEFAULT_METHODS = ("latent", "soft")
+#: PnP-ULA's denoiser
+ULA_DENOISER = "ct-drunet-128"
 
 
 def parse_args(argv=None):
@@ -54,10 +66,17 @@ def parse_args(argv=None):
     p.add_argument("--model", default="ct-vae-128")
     p.add_argument("--map-iterations", type=int, default=60,
                    help="iterations of each MAP: LatentLBFGS (latent), FISTA (soft)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
-                   help="latent: MALA on p(w | y); soft: the joint Gibbs chain on p(x, w | y)")
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS,
+                   help="latent: MALA on p(w | y); soft: the joint Gibbs chain on p(x, w | y); "
+                   "pnp-ula: PnP-ULA with ct-drunet-128 (the anchor)")
     p.add_argument("--soft-lam", type=float, default=SOFT_LAMBDA,
                    help="the soft method's λ: τ = σ/√λ, and its MAP at μ = σ²/λ")
+    p.add_argument("--ula-sigma", type=float, default=0.03,
+                   help="PnP-ULA: the denoiser's noise level (epsilon = sigma^2)")
+    p.add_argument("--ula-alpha", type=float, default=1.0, help="PnP-ULA: the prior's weight")
+    p.add_argument("--ula-samples", type=int, default=2000, help="PnP-ULA: kept draws")
+    p.add_argument("--ula-burn-in", type=int, default=2000, help="PnP-ULA: discarded steps")
+    p.add_argument("--ula-thin", type=int, default=4, help="PnP-ULA: keep every n-th step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sigma-from", default="noise", choices=("noise", "residual"),
                    help="the likelihood's σ: the noise level (default), or the MAP's residual "
@@ -158,26 +177,46 @@ def joint_chain(problem, G, args, seed):
     return sampler, map_image, sigma
 
 
+def ula_chain(problem, G, args, seed):
+    """PnP-ULA with ``ct-drunet-128`` from the TV reconstruction (clipped to [0, 1]):
+    (sampler, start image, σ); ``G`` is unused (the prior is the denoiser's)."""
+    from cil_genreg.algorithms import PlugAndPlayULA
+    from cil_genreg.models import pretrained
+
+    start = problem["tv"].copy()
+    start.fill(np.clip(start.as_array(), 0.0, 1.0))
+    sigma = _sigma(problem, start, args)
+    sampler = PlugAndPlayULA(start, problem["A"], problem["y"], pretrained(ULA_DENOISER), sigma,
+                             sigma_denoiser=args.ula_sigma, alpha=args.ula_alpha,
+                             burn_in=args.ula_burn_in, thin=args.ula_thin,
+                             chains=args.chains, seed=seed)
+    return sampler, start, sigma
+
+
 def one_slice(problem, G, method, args, seed):
     """One chain on one slice under one geometry: its calibration report and its arrays."""
     from cil_genreg.algorithms import calibration
 
     started = time.perf_counter()
-    make = joint_chain if method == "soft" else latent_chain
+    make = {"latent": latent_chain, "soft": joint_chain, "pnp-ula": ula_chain}[method]
     sampler, map_image, sigma = make(problem, G, args, seed)
     map_seconds = time.perf_counter() - started
-    sampler.sample(args.samples)
+    sampler.sample(args.ula_samples if method == "pnp-ula" else args.samples)
     truth = problem["truth"].as_array()
     report = calibration(sampler, problem["truth"])
     mean, std = sampler.mean.as_array(), sampler.std.as_array()
     error = np.abs(mean - truth)
     report.update(region_coverage(truth, mean, std))
+    report["psnr"] = float(10 * np.log10(1.0 / np.mean((mean - truth) ** 2)))
     report.update(method=method, geometry=problem["geometry"], sigma=sigma,
                   map_seconds=map_seconds + problem["tv_seconds"],
                   sampling_seconds=sampler.seconds,
                   map_rmse=float(np.sqrt(np.mean((map_image.as_array() - truth) ** 2))))
     if method == "soft":
         report.update(tau=sampler.tau, cg_iterations=sampler.cg_iterations)
+    if method == "pnp-ula":
+        report.update(denoiser=ULA_DENOISER, sigma_denoiser=sampler.sigma_denoiser,
+                      alpha=sampler.alpha, burn_in=sampler.burn_in, thin=sampler.thin)
     if problem["geometry"] == "limited":
         report["std_wedge_power"], report["wedge_area"] = wedge_fraction(std, args.limited_span)
         report["fbp_error_wedge_power"], _ = wedge_fraction(
@@ -224,7 +263,9 @@ def main(argv=None):
     for k, image in enumerate(images):
         for geometry in ("parallel", "limited"):
             problem = measure(image, geometry, args, rng)
-            seeds = {method: int(rng.integers(1 << 30)) for method in METHODS}
+            # the latent and soft seeds first, as before PnP-ULA was added: the same data
+            seeds = {method: int(rng.integers(1 << 30)) for method in DEFAULT_METHODS}
+            seeds["pnp-ula"] = seeds["latent"] ^ 0x5EED
             for method in args.methods:
                 report, arrays = one_slice(problem, G, method, args, seeds[method])
                 reports.append(dict(report, slice=k))

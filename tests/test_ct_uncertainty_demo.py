@@ -27,6 +27,9 @@ def test_the_options_scale_up(demo):
     assert defaults.sigma_from == "noise"
     assert defaults.methods == ["latent", "soft"] and defaults.soft_lam == 1000.0
     assert demo.parse_args(["--methods", "soft", "--soft-lam", "300"]).methods == ["soft"]
+    ula = demo.parse_args(["--methods", "pnp-ula", "--ula-sigma", "0.05", "--ula-samples", "9"])
+    assert ula.methods == ["pnp-ula"] and (ula.ula_sigma, ula.ula_samples) == (0.05, 9)
+    assert (defaults.ula_alpha, defaults.ula_thin) == (1.0, 4)
 
 
 def test_the_limited_angle_error_lies_in_the_missing_wedge(demo):
