@@ -43,15 +43,21 @@ def reconstruction_psnr(model, data, batch_size=256):
     -------
     float
     """
+    values = _per_batch(model, data, batch_size, lambda x: batch_psnr(model.reconstruct(x), x))
+    return float(torch.cat(values).mean())
+
+
+def _per_batch(model, data, batch_size, score):
+    """``score(x)`` of each batch of ``data`` (moved to the model's device), in eval mode, the
+    model's mode restored after."""
     device = next(model.parameters()).device
     was = model.training
     model.eval()
-    values = []
-    for i in range(0, len(data), batch_size):
-        x = data[i:i + batch_size].to(device)
-        values.append(batch_psnr(model.reconstruct(x), x).cpu())
-    model.train(was)
-    return float(torch.cat(values).mean())
+    try:
+        return [score(data[i:i + batch_size].to(device)).cpu()
+                for i in range(0, len(data), batch_size)]
+    finally:
+        model.train(was)
 
 
 @torch.no_grad()
@@ -106,15 +112,8 @@ def structured_nll(model, data, batch_size=64):
     -------
     float
     """
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    total = 0.0
-    for i in range(0, len(data), batch_size):
-        x = data[i:i + batch_size].to(device)
-        total += float(model.nll(x, model.encode(x)[0]).sum())
-    model.train(was)
-    return total / data[:, :1].numel()
+    values = _per_batch(model, data, batch_size, lambda x: model.nll(x, model.encode(x)[0]).sum())
+    return float(sum(values)) / data[:, :1].numel()
 
 
 def validation_psnr(net, arch, x_val, sigma_range=(0.0, 0.1)):
