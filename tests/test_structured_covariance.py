@@ -159,7 +159,6 @@ def test_cli_trains_the_head_of_an_init_model_and_resumes(tmp_path, capsys, tiny
 
 
 # -- the regulariser (CIL side) ----------------------------------------------------------------
-cil = pytest.importorskip("cil")
 TIGHT = dict(tolerance=1e-12, max_iteration=300, adaptive_tolerance=False, optimiser="bfgs")
 JOINT = dict(TIGHT, latent_fit="joint")
 
