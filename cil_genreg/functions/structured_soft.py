@@ -105,21 +105,16 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
         return StructuredMisfit(self.reference_precision, self.neighbourhood, tau,
                                 self.cg_tolerance, self.cg_max_iteration)
 
-    def _latent_misfit(self, tau=None):
-        """The misfit the latent solver minimises: the structured one ("joint"), or the mean's
-        alone ("mean")."""
+    def _latent_misfit(self, structured, tau=None):
+        """The misfit the latent solver minimises: ``structured`` itself ("joint"), or the
+        mean's alone ("mean")."""
         if self.latent_fit == "mean":
             return MeanMisfit(1.0 if tau is None else 1.0 / (1.0 + 2.0 * tau))
-        return self._misfit(tau)
+        return structured
 
     def _fit(self, x):
         v = self._to_batch(x)
-        sol = self._solve(self._latent_misfit(), v, self.mu, like=x)
-        if self.latent_fit == "mean":  # the value at z*: the structured misfit there
-            with torch.no_grad():
-                sol.objective = self._misfit()(sol.image, v) + \
-                    self.mu * torch.linalg.vecdot(sol.z, sol.z)
-        return v, sol
+        return v, self._solve(self._latent_misfit(self._misfit()), v, self.mu, like=x)
 
     def __call__(self, x):
         r"""The value :math:`R(x)` (summed over the slices of a volume); the minimiser is kept
@@ -134,7 +129,12 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
         -------
         float
         """
-        return self._fit(x)[1].objective.sum().item()
+        v, sol = self._fit(x)
+        if self.latent_fit == "joint":
+            return sol.objective.sum().item()
+        with torch.no_grad():  # z* fitted the mean: the value is the structured misfit there
+            value = self._misfit()(sol.image, v) + self.mu * torch.linalg.vecdot(sol.z, sol.z)
+        return value.sum().item()
 
     def gradient(self, x, out=None):
         r""":math:`\nabla R(x) = 2 s^{-2} B^T B (x - m)` at :math:`z^*(x)` (Danskin).
@@ -180,7 +180,9 @@ class StructuredSoftRegulariser(GenerativeRegulariser):
         misfit = self._misfit(tau)
         if self._last_e is not None and self._last_e.shape == v.shape:
             misfit.warm_start(self._last_e)  # the previous map's e: the CG starts near
-        sol = self._solve(self._latent_misfit(tau), v, self.mu, like=x, proximal=True)
+        # "joint": the latent evaluations' CG solves share the warm start, and the last one
+        # leaves eliminate() a few iterations at z*
+        sol = self._solve(self._latent_misfit(misfit, tau), v, self.mu, like=x, proximal=True)
         result = misfit.eliminate(sol.image, v)
         self._last_e = result - sol.image[:, :1]
         self.cg_iterations += misfit.cg_iterations
