@@ -142,12 +142,12 @@ class StructuredMisfit:
         return self.last_x
 
     def __call__(self, image, target):
-        from ..models.precision import apply_factor
+        from ..models.precision import apply_factor, log_det_precision
         m, log_d, u = self.split(image)
         x = target if self.tau is None else self.eliminate(image, target)
         br = apply_factor(x - m, log_d, u, self.neighbourhood).flatten(1)
         n = m[0].numel()
-        value = torch.linalg.vecdot(br, br) - 2.0 * log_d.flatten(1).sum(1) \
+        value = torch.linalg.vecdot(br, br) - log_det_precision(log_d) \
             - n * math.log(self.scale)
         value = self.scale * value
         if self.tau is not None:

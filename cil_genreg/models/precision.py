@@ -213,7 +213,8 @@ def solve_shifted(b, c, log_d, u, rho=1, tol=1e-8, max_iter=500, x0=None):
         p = z + (rz_new / rz.clamp_min(1e-300)) * p
         rz = rz_new
         iterations += 1
-    residual = (dot(b - op(x), b - op(x)).sqrt() / b_norm).flatten()
+    final = b - op(x)
+    residual = (dot(final, final).sqrt() / b_norm).flatten()
     return x.to(dtype), iterations, residual
 
 
