@@ -134,9 +134,14 @@ class PerImageLoss(_NetworkLoss):
     def forward(self, x, eps=None, beta=0.0):
         if eps is None:
             return (self.net(self.net.encode(x)) - x).pow(2).flatten(1).sum(1)
-        mu, logvar = self.net.encode(x)
-        z = mu + eps * (0.5 * logvar).exp()
+        mu, logvar, z = _reparametrised(self.net, x, eps)
         return (self.net(z) - x).pow(2).flatten(1).sum(1) + beta * kl_divergence(mu, logvar)
+
+
+def _reparametrised(net, x, eps):
+    """``(mu, logvar, z)`` of the encoder's q(z|x) with ``z = mu + sigma * eps``."""
+    mu, logvar = net.encode(x)
+    return mu, logvar, mu + eps * (0.5 * logvar).exp()
 
 
 class StructuredLoss(_NetworkLoss):
@@ -155,8 +160,7 @@ class StructuredLoss(_NetworkLoss):
     """
 
     def forward(self, x, eps, beta=0.0):
-        mu, logvar = self.net.encode(x)
-        z = mu + eps * (0.5 * logvar).exp()
+        mu, logvar, z = _reparametrised(self.net, x, eps)
         return self.net.nll(x, z) + beta * kl_divergence(mu, logvar)
 
 
