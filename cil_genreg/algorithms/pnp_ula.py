@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from ..models.denoiser import require_kind
+from ..functions.denoiser_prior import DenoiserPrior
 from ..utilities.bridge import as_tensor, from_tensor
 from ..utilities.validation import check_positive, check_real
 from .posterior_base import PosteriorSampler
@@ -77,8 +77,9 @@ class PlugAndPlayULA(PosteriorSampler):
         the forward operator; its norm is estimated (CIL's power method) unless ``norm``.
     y : AcquisitionData
         the data.
-    denoiser : torch.nn.Module
-        :math:`D`: ``denoiser(v, sigma)``, v (B, 1, H, W) (e.g. ``pretrained("ct-drunet-128")``).
+    denoiser : torch.nn.Module or DenoiserPrior
+        :math:`D`: ``denoiser(v, sigma)``, v (B, 1, H, W) (e.g. ``pretrained("ct-drunet-128")``);
+        a generator is refused with a TypeError naming what it is.
     sigma : float
         the noise's standard deviation per datum, finite and > 0.
     sigma_denoiser : float
@@ -121,12 +122,10 @@ class PlugAndPlayULA(PosteriorSampler):
     def set_up(self, initial, A, y, denoiser, sigma, sigma_denoiser=0.05, alpha=1.0, step=None,
                burn_in=200, thin=1, chains=1, clip=(0.0, 1.0), norm=None, seed=None):
         """Set up the sampler (see the class for the parameters)."""
-        if not isinstance(denoiser, torch.nn.Module):
-            raise TypeError(f"denoiser must be a torch.nn.Module D(v, sigma), got "
-                            f"{type(denoiser).__name__}.")
-        if getattr(denoiser, "kind", None) is not None or hasattr(denoiser, "latent_dim"):
-            require_kind(denoiser, "denoiser", "PlugAndPlayULA")
         self.sigma_denoiser = check_positive(sigma_denoiser, "sigma_denoiser")
+        # the checks (a denoiser, not a generator), its device and its training range
+        self.prior = denoiser if isinstance(denoiser, DenoiserPrior) else \
+            DenoiserPrior(denoiser, sigma=self.sigma_denoiser)
         self.alpha = check_positive(alpha, "alpha")
         sigma = check_positive(sigma, "sigma (the noise's standard deviation)")
         norm = float(A.norm()) if norm is None else check_positive(norm, "norm")
@@ -141,9 +140,7 @@ class PlugAndPlayULA(PosteriorSampler):
             if not a <= b:
                 raise ValueError(f"clip must be (a, b) with a <= b, got {clip}.")
             clip = (a, b)
-        self.clip, self.A, self.y, self.denoiser = clip, A, y, denoiser.eval()
-        p = next(denoiser.parameters(), None)
-        self.device = p.device if p is not None else torch.device("cpu")
+        self.clip, self.A, self.y = clip, A, y
         self.generator = torch.Generator().manual_seed(
             int(seed) if seed is not None else int(torch.randint(1 << 30, (1,))))
         self.shape = tuple(A.domain_geometry().shape)
@@ -164,9 +161,8 @@ class PlugAndPlayULA(PosteriorSampler):
 
     def _prior_drift(self, x):
         r""":math:`(\alpha/\varepsilon)(D_\varepsilon(x) - x)` for the chains' images (R, *shape)."""
-        v = x.reshape(-1, 1, *self.shape[-2:]).to(self.device)
-        with torch.inference_mode():
-            denoised = self.denoiser(v, self.sigma_denoiser).reshape(x.shape).cpu()
+        denoised = self.prior.denoise(x.reshape(-1, 1, *self.shape[-2:]),
+                                      self.sigma_denoiser).reshape(x.shape).cpu()
         return (self.alpha / self.sigma_denoiser ** 2) * (denoised - x)
 
     def _advance(self, adapt):

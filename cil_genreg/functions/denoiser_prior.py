@@ -130,21 +130,38 @@ class DenoiserPrior(Function):
         DataContainer
         """
         sigma = self.noise_level(tau)
-        self._warn_outside_training(sigma)
         check_image(x, "x")
         check_out(out, x)
         v = as_tensor(x, device=self.device)
         if not bool(torch.isfinite(v).all()):
             raise ValueError("x contains NaN or Inf values: check the data and the step sizes "
                              "of the algorithm.")
-        batch = v.reshape(-1, 1, *v.shape[-2:])
-        with torch.inference_mode():
-            denoised = self.denoiser(batch, sigma)
-        self.last_sigma = sigma
+        denoised = self.denoise(v.reshape(-1, 1, *v.shape[-2:]), sigma)
         if out is None:
             out = x.geometry.allocate(None) if getattr(x, "geometry", None) is not None \
                 else x.copy()
         return from_tensor(denoised, out=out)
+
+    def denoise(self, batch, sigma):
+        r""":math:`D_\sigma` of a batch of images (B, 1, H, W), a tensor, on the prior's device
+        and without gradients (what :meth:`proximal` and the samplers call); warns once when
+        :math:`\sigma` is above the denoiser's training range.
+
+        Parameters
+        ----------
+        batch : torch.Tensor
+        sigma : float
+
+        Returns
+        -------
+        torch.Tensor
+            on the prior's device.
+        """
+        self._warn_outside_training(sigma)
+        with torch.inference_mode():
+            denoised = self.denoiser(batch.to(self.device), sigma)
+        self.last_sigma = sigma
+        return denoised
 
     def _warn_outside_training(self, sigma):
         if self._warned or self.trained_sigma is None:
@@ -154,7 +171,7 @@ class DenoiserPrior(Function):
             self._warned = True
             warnings.warn(f"PnP noise level sigma = {sigma:.3g} is above the denoiser's "
                           f"training range [{lo:g}, {hi:g}]: lower lam (sigma = sqrt(tau lam)) "
-                          "or the fixed sigma (DPIR, PlugAndPlayHQS: sigma_max).", stacklevel=3)
+                          "or the fixed sigma (DPIR, PlugAndPlayHQS: sigma_max).", stacklevel=4)
 
     def __call__(self, x):
         r"""NaN: a Plug-and-Play prior has no explicit :math:`R(x)` (a trained denoiser is in
