@@ -47,6 +47,8 @@ import numpy as np
 NORMAL_DOSE = 1e4
 #: photons per detector bin of a low-dose scan (a fifth of the normal dose)
 LOW_DOSE = 2e3
+#: the count a zero count is replaced by before the logarithm, and the floor of the weights
+ZERO_COUNTS = 0.1
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class ScannerSettings:
     mu_water: float = 0.019
     pixel_mm: float = 0.7
     upsample: int = 4
-    zero_counts: float = 0.1
+    zero_counts: float = ZERO_COUNTS
     poisson: bool = True
 
     def __post_init__(self):
@@ -169,7 +171,7 @@ def check_truth(truth, size):
     return x
 
 
-def counts_to_line_integrals(counts, I0, zero_counts=0.1):
+def counts_to_line_integrals(counts, I0, zero_counts=ZERO_COUNTS):
     r"""Photon counts to line integrals by CIL's
     :class:`~cil.processors.TransmissionAbsorptionConverter`:
     :math:`\hat p = -\log(\max(N, \varepsilon) / I_0)`.

@@ -31,6 +31,8 @@ PWLS, its bias small where the counts are large.
 """
 import numpy as np
 
+from .scanner import ZERO_COUNTS
+
 #: the data terms of the reconstructions: ``"ls"`` :math:`\|Ax - y\|^2`, ``"weighted"``
 #: :math:`\|Ax - y\|_W^2` with the Poisson weights of the counts
 DATA_TERMS = ("ls", "weighted")
@@ -48,7 +50,7 @@ def _floored_counts(counts, zero_counts):
     return np.maximum(values, float(zero_counts))
 
 
-def poisson_weights(counts, zero_counts=0.1):
+def poisson_weights(counts, zero_counts=ZERO_COUNTS):
     r"""The PWLS weights of photon counts, normalised to mean 1:
     :math:`w_i = \max(N_i, \varepsilon) / \mathrm{mean}_j \max(N_j, \varepsilon)`.
 
@@ -73,7 +75,7 @@ def poisson_weights(counts, zero_counts=0.1):
     return weights
 
 
-def weighted_noise_level(counts, scale, zero_counts=0.1):
+def weighted_noise_level(counts, scale, zero_counts=ZERO_COUNTS):
     r""":math:`\sigma_W = 1 / (s \sqrt{\bar N})`, the noise standard deviation of a datum of
     weight 1 under :func:`poisson_weights` (:math:`w_i \mathrm{Var}\, y_i \approx
     \sigma_W^2`): the discrepancy principle's :math:`\sigma` with those weights.
