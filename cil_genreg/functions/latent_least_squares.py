@@ -133,9 +133,10 @@ class LatentLeastSquares(Function):
         """
         self.A.direct(image, out=self._residual)
         self._residual.subtract(self.y, out=self._residual)
-        self.A.adjoint(self._weigh(self._residual), out=out)
+        weighted = self._weigh(self._residual)
+        self.A.adjoint(weighted, out=out)
         out *= 2.0 * self.c
-        return self._value(self._residual)
+        return self._value(self._residual, weighted)
 
     def _weigh(self, residual):
         """:math:`W r` (``residual`` itself when unweighted)."""
@@ -143,11 +144,11 @@ class LatentLeastSquares(Function):
             return residual
         return residual.multiply(self.weight, out=self._weighted)
 
-    def _value(self, residual):
-        """:math:`c\\, r^T W r`."""
+    def _value(self, residual, weighted=None):
+        """:math:`c\\, r^T W r` (``weighted``: :math:`W r` when already at hand)."""
         if self.weight is None:
             return self.c * residual.squared_norm()
-        return self.c * residual.dot(self._weigh(residual))
+        return self.c * residual.dot(self._weigh(residual) if weighted is None else weighted)
 
     def __call__(self, z):
         r"""The value
