@@ -166,9 +166,8 @@ def _structured_model(args, images, info):
     if not args.init:
         raise ValueError("--model structured-vae needs --init: the trained VAE it starts "
                          "from (e.g. --init ct-chest3-vae-128).")
-    path = (models.pretrained_path(args.init) if args.init in models.available_pretrained()
-            else args.init)
-    vae = models.load(path, kind="generator")
+    from ..experiments.methods import load_model
+    vae = load_model(args.init, "generator")
     info.update(init=args.init, neighbourhood=args.neighbourhood)
     return models.StructuredVAE.from_vae(vae, args.neighbourhood, images)
 
